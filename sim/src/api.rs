@@ -237,6 +237,40 @@ fn data<T: Serialize>(value: T) -> Result<Value, ApiError> {
     serde_json::to_value(value).map_err(|_| ApiError::internal(500))
 }
 
+/// Every operation of the spec the simulator serves, as (method, path
+/// template). Audit events, fabric and support tickets are out of its scope.
+pub const OPERATIONS: &[(&str, &str)] = &[
+    ("GET", "/api/v1/instances"),
+    ("GET", "/api/v1/instances/{id}"),
+    ("POST", "/api/v1/instances/{id}"),
+    ("POST", "/api/v1/instance-operations/launch"),
+    ("POST", "/api/v1/instance-operations/terminate"),
+    ("POST", "/api/v1/instance-operations/restart"),
+    ("GET", "/api/v1/instance-types"),
+    ("GET", "/api/v1/regions"),
+    ("GET", "/api/v1/images"),
+    ("GET", "/api/v1/ssh-keys"),
+    ("POST", "/api/v1/ssh-keys"),
+    ("DELETE", "/api/v1/ssh-keys/{id}"),
+    ("GET", "/api/v1/file-systems"),
+    ("POST", "/api/v1/filesystems"),
+    ("DELETE", "/api/v1/filesystems/{id}"),
+    ("GET", "/api/v1/firewall-rulesets"),
+    ("POST", "/api/v1/firewall-rulesets"),
+    ("GET", "/api/v1/firewall-rulesets/global"),
+    ("PATCH", "/api/v1/firewall-rulesets/global"),
+    ("GET", "/api/v1/firewall-rulesets/{id}"),
+    ("PATCH", "/api/v1/firewall-rulesets/{id}"),
+    ("DELETE", "/api/v1/firewall-rulesets/{id}"),
+    ("GET", "/api/v1/firewall-rules"),
+    ("PUT", "/api/v1/firewall-rules"),
+];
+
+/// Whether the simulator serves `method` on the spec's path template `route`.
+pub fn serves(method: &str, route: &str) -> bool {
+    OPERATIONS.iter().any(|(m, r)| *m == method && *r == route)
+}
+
 /// The spec's path template for a path below `/api/v1`, and the `{id}` in it.
 fn route<'a>(segments: &[&'a str]) -> Option<(&'static str, Option<&'a str>)> {
     Some(match segments {
@@ -531,3 +565,21 @@ pub(crate) fn control_force_status(
 /// How often the lifecycle advances on its own, so hooks fire on time even
 /// when nobody is calling the API.
 pub(crate) const TICK: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operations_table_matches_what_dispatch_serves() {
+        let mut world = World::new(crate::Scenario::default());
+        let now = Instant::now();
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            for (_, route) in OPERATIONS {
+                let served = dispatch(&mut world, &method, route, "x", None, now).is_some();
+                assert_eq!(served, serves(method.as_str(), route), "{method} {route}");
+            }
+        }
+    }
+}

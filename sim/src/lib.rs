@@ -32,7 +32,7 @@ use poem::{EndpointExt, Route, Server, get, post};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-pub use api::RequestRecord;
+pub use api::{OPERATIONS, RequestRecord, serves};
 pub use errors::ApiError;
 pub use hooks::CommandHook;
 pub use scenario::{DEFAULT_API_KEY, Faults, Scenario, ScriptedFault};

@@ -869,7 +869,10 @@ impl World {
             instance_ids: self
                 .instances
                 .iter()
-                .filter(|i| i.firewall_rulesets.iter().any(|r| r.id == ruleset.id))
+                .filter(|i| {
+                    i.status != InstanceStatus::Terminated
+                        && i.firewall_rulesets.iter().any(|r| r.id == ruleset.id)
+                })
                 .map(|i| i.id.clone())
                 .collect(),
             ..ruleset.clone()
