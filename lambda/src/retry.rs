@@ -12,6 +12,9 @@ use rand::Rng;
 
 use crate::Error;
 
+/// The longest `Retry-After` obeyed as given.
+const RETRY_AFTER_CEILING: Duration = Duration::from_secs(300);
+
 /// How a client retries idempotent requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -55,9 +58,10 @@ impl RetryPolicy {
             .saturating_mul(1u32 << (attempt - 1).min(16))
             .min(self.max_delay);
         let jittered = rand::rng().random_range(Duration::ZERO..=exponential);
-        // The server's Retry-After is a floor, not a suggestion.
+        // The server's Retry-After is a floor, not a suggestion; only an
+        // absurd one (a misconfigured proxy) is cut down to a ceiling.
         Some(match error.retry_after() {
-            Some(asked) => jittered.max(asked.min(self.max_delay)),
+            Some(asked) => jittered.max(asked.min(RETRY_AFTER_CEILING)),
             None => jittered,
         })
     }
