@@ -389,6 +389,19 @@ impl Ledger {
         }
     }
 
+    /// Moves `launched_at` earlier to `earlier` (when a more trustworthy
+    /// source says so), with the lease deadline by the same amount. A later
+    /// time is ignored: only the conservative direction is ever taken.
+    pub fn adopt_earlier_launch(&mut self, earlier: OffsetDateTime) -> bool {
+        if earlier >= self.launched_at {
+            return false;
+        }
+        let shift = self.launched_at - earlier;
+        self.launched_at = earlier;
+        self.lease_deadline = self.lease_deadline.saturating_sub(shift);
+        true
+    }
+
     /// Extends the lease by `requested` at `at` (see [`extend`]).
     pub fn extend(
         &mut self,
@@ -476,6 +489,22 @@ mod tests {
             })
         );
         assert_eq!(ledger.extensions.len(), 2);
+    }
+
+    #[test]
+    fn an_earlier_launch_moves_the_lease_with_it_a_later_one_does_not() {
+        let policy = Policy::default();
+        let mut ledger = Ledger::new(LAUNCH, LAUNCH, &policy);
+        assert!(!ledger.adopt_earlier_launch(LAUNCH + time::Duration::hours(1)));
+        assert!(ledger.adopt_earlier_launch(LAUNCH - time::Duration::hours(1)));
+        assert_eq!(
+            ledger.deadlines(&policy).lease,
+            LAUNCH + time::Duration::hours(3)
+        );
+        assert_eq!(
+            ledger.deadlines(&policy).hard,
+            LAUNCH + time::Duration::hours(7)
+        );
     }
 
     #[test]
