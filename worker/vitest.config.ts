@@ -22,6 +22,9 @@ export default defineConfig({
   test: {
     globalSetup: ["./test/node/sim-launcher.ts"],
     include: ["test/**/*.test.ts"],
+    // Files share the KV namespace (fetch-integration resets it), and on two
+    // cores parallel files gain little: run them one after another.
+    fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 30_000,
   },

@@ -31,7 +31,8 @@ export interface Termination {
 }
 
 export interface RunReport {
-  /** False when the run could not do its job (no list, no config). */
+  /** False when the run could not do its job: no config, no list, or an
+   * instance it decided to terminate is still running. */
   ok: boolean;
   /** False when heartbeat/status rules were off this run. */
   storeReadable: boolean;
@@ -202,6 +203,9 @@ export async function runWatchdog(env: Env, now: number, options: RunOptions = {
       });
     } catch (e) {
       t.error = errText(e);
+      // An instance the watchdog meant to stop is still billing: the run
+      // failed at its job, and /health says so until a run succeeds.
+      report.ok = false;
       report.errors.push(`could not terminate ${instance.id}: ${t.error}`);
       await record({
         type: "watchdog_error",
