@@ -1,0 +1,193 @@
+//! The command line, declared with clap's derive API. Doc comments here are
+//! the `--help` text users read, so they say what a flag does for them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Launch a Lambda Cloud GPU for an LLM in one command; never pay for a forgotten one.
+///
+/// An on-instance daemon terminates the instance when it sits idle, when its
+/// lease runs out, or at a hard deadline, whichever comes first.
+#[derive(Debug, Parser)]
+#[command(
+    name = "soong",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Answer yes to every question; needed when stdin is not a terminal.
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+    /// The instance to act on, by id or name.
+    #[arg(long, global = true, value_name = "ID|NAME")]
+    pub instance: Option<String>,
+    /// The config file [default: ~/.config/gpu-dashboard/config.yaml].
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "SOONG_CONFIG",
+        hide_env_values = true
+    )]
+    pub config: Option<PathBuf>,
+    /// Never colour the output (also `NO_COLOR`).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// Say more (each API step).
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Say only what was asked for, warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Launch an instance serving a model, guarded by the soong daemon.
+    Start(StartArgs),
+    /// Show soong's instances: deadlines, idle time, cost so far.
+    Status,
+    /// Add hours to an instance's lease (up to its 8 h maximum).
+    Extend(ExtendArgs),
+    /// Terminate an instance through the Lambda API.
+    Stop(StopArgs),
+    /// Show instance types, prices, regions with capacity and which models fit.
+    Available,
+    /// The model registry: built-in and custom models, VRAM and GPU fit.
+    Models(ModelsArgs),
+    /// Run the whole system against an embedded simulated cloud; needs no
+    /// account, no config and no network.
+    Demo(DemoArgs),
+}
+
+/// `soong start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The model to serve (see `soong models list`) [default: config `defaults.model`].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The instance type, e.g. `gpu_1x_a10` [default: the cheapest that fits and has capacity].
+    #[arg(long, value_name = "TYPE")]
+    pub gpu: Option<String>,
+    /// The region [default: config `lambda.default_region`, else the filesystem's region].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The lease: hours until the instance is terminated unless extended [default: 4].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub hours: Option<u8>,
+    /// Minutes without activity before the instance is terminated [default: 30].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=480))]
+    pub idle_minutes: Option<u32>,
+    /// The instance name [default: a unique `soong-…` name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Return once the launch is accepted, without waiting for the daemon.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print the launch request and user-data (secrets masked) and launch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `soong extend`.
+#[derive(Debug, Args)]
+pub struct ExtendArgs {
+    /// Hours to add to the lease (fractions allowed).
+    pub hours: f64,
+}
+
+/// `soong stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Return once the API accepted the termination, without waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `soong models`.
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// What to do with the registry [default: list].
+    #[command(subcommand)]
+    pub command: Option<ModelsCommand>,
+}
+
+/// `soong models …`.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List every model with its VRAM need.
+    List,
+    /// Show one model in detail.
+    Info {
+        /// The model id.
+        model: String,
+    },
+    /// Add a custom model to the config.
+    Add(AddModelArgs),
+    /// Remove a custom model from the config.
+    Remove {
+        /// The model id.
+        model: String,
+    },
+    /// Recommend instance types for a model (or for every model).
+    Recommend {
+        /// The model id [default: every model].
+        model: Option<String>,
+    },
+}
+
+/// `soong models add`.
+#[derive(Debug, Args)]
+pub struct AddModelArgs {
+    /// The id to use in `--model`.
+    pub id: String,
+    /// The Hugging Face repository, e.g. `Qwen/Qwen2.5-7B-Instruct`.
+    #[arg(long)]
+    pub hf_path: String,
+    /// Parameters, in billions.
+    #[arg(long)]
+    pub params_billions: f64,
+    /// Weight format: bf16, fp16, fp8, awq, gptq-int4, int8.
+    #[arg(long, default_value = "bf16")]
+    pub quantization: String,
+    /// Context length served, in tokens.
+    #[arg(long, default_value_t = 32768)]
+    pub context_length: u32,
+    /// Transformer layers (sharpens the KV-cache estimate).
+    #[arg(long)]
+    pub layers: Option<u32>,
+    /// Key/value heads (sharpens the KV-cache estimate).
+    #[arg(long)]
+    pub kv_heads: Option<u32>,
+    /// Dimension of one attention head.
+    #[arg(long)]
+    pub head_dim: Option<u32>,
+    /// Replace a custom model of the same id.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `soong demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seconds without activity before the daemon terminates the demo instance.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(5..=300))]
+    pub idle_seconds: u64,
+}

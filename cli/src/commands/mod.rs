@@ -1,0 +1,9 @@
+//! One module per subcommand.
+
+pub mod available;
+pub mod demo;
+pub mod extend;
+pub mod models;
+pub mod start;
+pub mod status;
+pub mod stop;

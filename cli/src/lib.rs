@@ -1,0 +1,76 @@
+//! The `soong` CLI as a library: [`run`] takes parsed arguments and returns
+//! the exit status. `main.rs` is a thin shell around it.
+//!
+//! Layout (uv's): [`args`] declares the command line, [`settings`] merges
+//! flags, environment and config file, [`commands`] holds one module per
+//! subcommand, [`output`] owns every byte printed, [`exit`] maps failures to
+//! statuses and reports them.
+
+pub mod args;
+pub mod commands;
+pub mod daemon_client;
+pub mod exit;
+pub mod instances;
+pub mod models;
+pub mod output;
+pub mod prompt;
+pub mod settings;
+pub mod user_data;
+
+use args::{Cli, Command};
+use exit::ExitStatus;
+
+/// Runs one command to completion.
+pub fn run(cli: Cli) -> ExitStatus {
+    let printer = settings::printer(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            return exit::report(
+                &printer,
+                &anyhow::Error::new(error).context("cannot start the async runtime"),
+            );
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            // The demo brings its own simulated cloud and config.
+            Command::Demo(args) => {
+                let _ = args;
+                commands::demo::run(&printer).await
+            }
+            command => {
+                let settings = settings::Settings::resolve(&cli.global)?;
+                dispatch(&printer, &settings, command).await
+            }
+        }
+    });
+    // Daemons and the simulator of the demo run on this runtime; do not let
+    // a stuck task hold the process open.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
+        Ok(status) => status,
+        Err(error) => exit::report(&printer, &error),
+    }
+}
+
+/// Runs a command that uses the user's settings.
+pub async fn dispatch(
+    printer: &output::Printer,
+    settings: &settings::Settings,
+    command: Command,
+) -> anyhow::Result<ExitStatus> {
+    match command {
+        Command::Start(_) => commands::start::run(printer).await,
+        Command::Status => commands::status::run(printer).await,
+        Command::Extend(_) => commands::extend::run(printer).await,
+        Command::Stop(_) => commands::stop::run(printer).await,
+        Command::Available => commands::available::run(printer, settings).await,
+        Command::Models(args) => commands::models::run(printer, settings, &args).await,
+        Command::Demo(_) => commands::demo::run(printer).await,
+    }
+}

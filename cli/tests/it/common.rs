@@ -1,0 +1,150 @@
+//! `TestContext`: a simulator on port 0, a config in a temp dir, the
+//! environment set, and `soong` run as a subprocess. `soong_snapshot!`
+//! captures exit status, stdout and stderr with the unstable parts (temp
+//! paths, ports, ids, times) replaced, for insta's inline snapshots.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use lambda_sim::{Sim, SimConfig};
+
+/// One test's world.
+pub struct TestContext {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub sim: Option<Sim>,
+    // Declared last: dropped after the simulator it runs.
+    pub runtime: tokio::runtime::Runtime,
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(name)
+}
+
+impl TestContext {
+    /// No simulator; the config is a copy of `fixture` (or none).
+    pub fn new(fixture_name: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yaml");
+        if let Some(name) = fixture_name {
+            std::fs::copy(fixture(name), &config).unwrap();
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        Self {
+            dir,
+            config,
+            sim: None,
+            runtime,
+        }
+    }
+
+    /// With a simulator started from `config`.
+    pub fn with_sim(fixture_name: &str, config: SimConfig) -> Self {
+        let mut context = Self::new(Some(fixture_name));
+        let sim = context.runtime.block_on(Sim::start(config)).unwrap();
+        context.sim = Some(sim);
+        context
+    }
+
+    #[allow(dead_code)]
+    pub fn sim(&self) -> &Sim {
+        self.sim.as_ref().unwrap()
+    }
+
+    /// `soong ARGS` with the test's environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_soong"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("SOONG_CONFIG", &self.config)
+            .env("SOONG_NO_PACING", "1")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null());
+        if let Some(sim) = &self.sim {
+            command
+                .env("SOONG_API_URL", sim.api_url())
+                .env("LAMBDA_API_KEY", sim.api_key());
+        }
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Filters for snapshots.
+    pub fn filters(&self) -> Vec<(String, String)> {
+        let mut filters = vec![
+            (
+                regex_escape(&self.dir.path().display().to_string()),
+                "[TEMP]".to_owned(),
+            ),
+            (r"127\.\d+\.\d+\.\d+:\d+".to_owned(), "[ADDR]".to_owned()),
+            (r"\b[0-9a-f]{32}\b".to_owned(), "[ID]".to_owned()),
+            (
+                r"soong-[a-z0-9.-]+-[0-9a-f]{6}\b".to_owned(),
+                "[NAME]".to_owned(),
+            ),
+            (
+                r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z".to_owned(),
+                "[TIME]".to_owned(),
+            ),
+            (r"\d\d:\d\d:\d\d UTC".to_owned(), "[CLOCK]".to_owned()),
+        ];
+        filters.push((
+            r"\d+(h \d\dm|m \d\ds|s)\b".to_owned(),
+            "[DURATION]".to_owned(),
+        ));
+        filters
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The snapshot text of one run.
+pub fn render(output: &Output) -> String {
+    let text = format!(
+        "success: {}\nexit_code: {}\n----- stdout -----\n{}\n----- stderr -----\n{}",
+        output.status.success(),
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    // Trailing spaces (clap pads blank help lines) do not survive in source.
+    text.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `soong_snapshot!(context, ["args"], @"snapshot")`.
+#[macro_export]
+macro_rules! soong_snapshot {
+    ($context:expr, $args:expr, @$snapshot:literal) => {{
+        let output = $context.run(&$args);
+        let filters = $context.filters();
+        let filters: Vec<(&str, &str)> = filters.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        insta::with_settings!({filters => filters}, {
+            insta::assert_snapshot!($crate::common::render(&output), @$snapshot);
+        });
+        output
+    }};
+}

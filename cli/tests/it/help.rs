@@ -1,0 +1,259 @@
+//! Every `--help` users read, snapshotted so a change to it is a decision.
+
+use crate::common::TestContext;
+use crate::soong_snapshot;
+
+#[test]
+fn top_level_help_lists_every_command() {
+    let context = TestContext::new(None);
+    soong_snapshot!(context, ["--help"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        Launch a Lambda Cloud GPU for an LLM in one command; never pay for a forgotten one.
+
+        An on-instance daemon terminates the instance when it sits idle, when its lease runs out, or at a hard deadline, whichever comes first.
+
+        Usage: soong [OPTIONS] <COMMAND>
+
+        Commands:
+          start      Launch an instance serving a model, guarded by the soong daemon
+          status     Show soong's instances: deadlines, idle time, cost so far
+          extend     Add hours to an instance's lease (up to its 8 h maximum)
+          stop       Terminate an instance through the Lambda API
+          available  Show instance types, prices, regions with capacity and which models fit
+          models     The model registry: built-in and custom models, VRAM and GPU fit
+          demo       Run the whole system against an embedded simulated cloud; needs no account, no config and no network
+          help       Print this message or the help of the given subcommand(s)
+
+        Options:
+              --json
+                  Print machine-readable JSON on stdout
+
+          -y, --yes
+                  Answer yes to every question; needed when stdin is not a terminal
+
+              --instance <ID|NAME>
+                  The instance to act on, by id or name
+
+              --config <PATH>
+                  The config file [default: ~/.config/gpu-dashboard/config.yaml]
+
+                  [env: SOONG_CONFIG]
+
+              --no-color
+                  Never colour the output (also `NO_COLOR`)
+
+          -v, --verbose
+                  Say more (each API step)
+
+          -q, --quiet
+                  Say only what was asked for, warnings and errors
+
+          -h, --help
+                  Print help (see a summary with '-h')
+
+          -V, --version
+                  Print version
+
+        ----- stderr -----
+    "#);
+}
+
+#[test]
+fn start_help_documents_every_flag() {
+    let context = TestContext::new(None);
+    soong_snapshot!(context, ["start", "--help"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        Launch an instance serving a model, guarded by the soong daemon
+
+        Usage: soong start [OPTIONS]
+
+        Options:
+              --model <MODEL>                The model to serve (see `soong models list`) [default: config `defaults.model`]
+              --gpu <TYPE>                   The instance type, e.g. `gpu_1x_a10` [default: the cheapest that fits and has capacity]
+              --region <REGION>              The region [default: config `lambda.default_region`, else the filesystem's region]
+              --hours <HOURS>                The lease: hours until the instance is terminated unless extended [default: 4]
+              --idle-minutes <IDLE_MINUTES>  Minutes without activity before the instance is terminated [default: 30]
+              --name <NAME>                  The instance name [default: a unique `soong-…` name]
+              --no-wait                      Return once the launch is accepted, without waiting for the daemon
+              --dry-run                      Print the launch request and user-data (secrets masked) and launch nothing
+              --json                         Print machine-readable JSON on stdout
+          -y, --yes                          Answer yes to every question; needed when stdin is not a terminal
+              --instance <ID|NAME>           The instance to act on, by id or name
+              --config <PATH>                The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
+              --no-color                     Never colour the output (also `NO_COLOR`)
+          -v, --verbose                      Say more (each API step)
+          -q, --quiet                        Say only what was asked for, warnings and errors
+          -h, --help                         Print help
+          -V, --version                      Print version
+
+        ----- stderr -----
+    "#);
+}
+
+#[test]
+fn status_extend_stop_help() {
+    let context = TestContext::new(None);
+    soong_snapshot!(context, ["status", "--help"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        Show soong's instances: deadlines, idle time, cost so far
+
+        Usage: soong status [OPTIONS]
+
+        Options:
+              --json                Print machine-readable JSON on stdout
+          -y, --yes                 Answer yes to every question; needed when stdin is not a terminal
+              --instance <ID|NAME>  The instance to act on, by id or name
+              --config <PATH>       The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
+              --no-color            Never colour the output (also `NO_COLOR`)
+          -v, --verbose             Say more (each API step)
+          -q, --quiet               Say only what was asked for, warnings and errors
+          -h, --help                Print help
+          -V, --version             Print version
+
+        ----- stderr -----
+    "#);
+    soong_snapshot!(context, ["extend", "--help"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        Add hours to an instance's lease (up to its 8 h maximum)
+
+        Usage: soong extend [OPTIONS] <HOURS>
+
+        Arguments:
+          <HOURS>  Hours to add to the lease (fractions allowed)
+
+        Options:
+              --json                Print machine-readable JSON on stdout
+          -y, --yes                 Answer yes to every question; needed when stdin is not a terminal
+              --instance <ID|NAME>  The instance to act on, by id or name
+              --config <PATH>       The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
+              --no-color            Never colour the output (also `NO_COLOR`)
+          -v, --verbose             Say more (each API step)
+          -q, --quiet               Say only what was asked for, warnings and errors
+          -h, --help                Print help
+          -V, --version             Print version
+
+        ----- stderr -----
+    "#);
+    soong_snapshot!(context, ["stop", "--help"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        Terminate an instance through the Lambda API
+
+        Usage: soong stop [OPTIONS]
+
+        Options:
+              --no-wait             Return once the API accepted the termination, without waiting for it
+              --json                Print machine-readable JSON on stdout
+          -y, --yes                 Answer yes to every question; needed when stdin is not a terminal
+              --instance <ID|NAME>  The instance to act on, by id or name
+              --config <PATH>       The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
+              --no-color            Never colour the output (also `NO_COLOR`)
+          -v, --verbose             Say more (each API step)
+          -q, --quiet               Say only what was asked for, warnings and errors
+          -h, --help                Print help
+          -V, --version             Print version
+
+        ----- stderr -----
+    "#);
+}
+
+#[test]
+fn models_and_available_help() {
+    let context = TestContext::new(None);
+    soong_snapshot!(context, ["models", "--help"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        The model registry: built-in and custom models, VRAM and GPU fit
+
+        Usage: soong models [OPTIONS] [COMMAND]
+
+        Commands:
+          list       List every model with its VRAM need
+          info       Show one model in detail
+          add        Add a custom model to the config
+          remove     Remove a custom model from the config
+          recommend  Recommend instance types for a model (or for every model)
+          help       Print this message or the help of the given subcommand(s)
+
+        Options:
+              --json                Print machine-readable JSON on stdout
+          -y, --yes                 Answer yes to every question; needed when stdin is not a terminal
+              --instance <ID|NAME>  The instance to act on, by id or name
+              --config <PATH>       The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
+              --no-color            Never colour the output (also `NO_COLOR`)
+          -v, --verbose             Say more (each API step)
+          -q, --quiet               Say only what was asked for, warnings and errors
+          -h, --help                Print help
+          -V, --version             Print version
+
+        ----- stderr -----
+    "#);
+    soong_snapshot!(context, ["available", "--help"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        Show instance types, prices, regions with capacity and which models fit
+
+        Usage: soong available [OPTIONS]
+
+        Options:
+              --json                Print machine-readable JSON on stdout
+          -y, --yes                 Answer yes to every question; needed when stdin is not a terminal
+              --instance <ID|NAME>  The instance to act on, by id or name
+              --config <PATH>       The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
+              --no-color            Never colour the output (also `NO_COLOR`)
+          -v, --verbose             Say more (each API step)
+          -q, --quiet               Say only what was asked for, warnings and errors
+          -h, --help                Print help
+          -V, --version             Print version
+
+        ----- stderr -----
+    "#);
+    soong_snapshot!(context, ["demo", "--help"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        Run the whole system against an embedded simulated cloud; needs no account, no config and no network
+
+        Usage: soong demo [OPTIONS]
+
+        Options:
+              --idle-seconds <IDLE_SECONDS>  Seconds without activity before the daemon terminates the demo instance [default: 20]
+              --json                         Print machine-readable JSON on stdout
+          -y, --yes                          Answer yes to every question; needed when stdin is not a terminal
+              --instance <ID|NAME>           The instance to act on, by id or name
+              --config <PATH>                The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
+              --no-color                     Never colour the output (also `NO_COLOR`)
+          -v, --verbose                      Say more (each API step)
+          -q, --quiet                        Say only what was asked for, warnings and errors
+          -h, --help                         Print help
+          -V, --version                      Print version
+
+        ----- stderr -----
+    "#);
+}
+
+#[test]
+fn a_bad_flag_is_a_usage_error() {
+    let context = TestContext::new(None);
+    soong_snapshot!(context, ["start", "--hours", "9"], @r#"
+        success: false
+        exit_code: 2
+        ----- stdout -----
+
+        ----- stderr -----
+        error: invalid value '9' for '--hours <HOURS>': 9 is not in 1..=8
+
+        For more information, try '--help'.
+    "#);
+}

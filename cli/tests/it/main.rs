@@ -1,0 +1,8 @@
+//! The one integration-test binary of the CLI (one binary links once, which
+//! matters on two cores). Each test runs the real `soong` binary against a
+//! real simulator on a loopback port, through [`TestContext`].
+
+mod common;
+mod config;
+mod help;
+mod models;
