@@ -25,6 +25,8 @@ export default defineConfig({
     // Files share the KV namespace (fetch-integration resets it), and on two
     // cores parallel files gain little: run them one after another.
     fileParallelism: false,
+    // The Worker's own log lines are shown for failing tests only.
+    silent: "passed-only",
     testTimeout: 60_000,
     hookTimeout: 30_000,
   },
