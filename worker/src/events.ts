@@ -121,8 +121,9 @@ export function validateEventInput(body: unknown): Validation<EventInput> {
   };
 }
 
-/** Builds the stored event. Worker-made messages (run errors) may be long:
- * they are cut so the event always fits the metadata limit. */
+/** Builds the stored event. The Worker's own messages (run errors quoting
+ * API responses) may be long: they are cut to fit the metadata limit. A
+ * client's event is never cut; the caller refuses it if it does not fit. */
 export function makeEvent(key: string, input: EventInput, source: SoongEvent["source"]): SoongEvent {
   const ev: SoongEvent = {
     id: key.slice(EVENT_PREFIX.length),
@@ -135,7 +136,7 @@ export function makeEvent(key: string, input: EventInput, source: SoongEvent["so
     message: input.message,
     data: input.data,
   };
-  while (byteLength(JSON.stringify(ev)) > EVENT_MAX_BYTES && ev.message !== null && ev.message.length > 0) {
+  while (source === "watchdog" && !eventFits(ev) && ev.message !== null && ev.message.length > 0) {
     ev.message = ev.message.slice(0, Math.max(0, ev.message.length - 64));
   }
   return ev;

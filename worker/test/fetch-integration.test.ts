@@ -221,6 +221,11 @@ describe("events", () => {
     expect((await kv().list({ prefix: EVENT_PREFIX })).keys).toEqual([]);
   });
 
+  it("POST /events refuses an event too large to store with 413, rather than cutting it", async () => {
+    const res = await post({ type: "launch", message: "é".repeat(500), data: { a: "x".repeat(120), b: "y".repeat(120) } });
+    expect(await errorOf(res)).toMatchObject({ status: 413, code: "event_too_large" });
+  });
+
   it("GET /events refuses malformed queries with 400", async () => {
     for (const q of ["since=soon", "limit=0", "limit=5000", "cursor=AAAA", "cursor=%FF", "type=Launch", "bogus=1"]) {
       expect((await errorOf(await admin(`/events?${q}`))).status).toBe(400);
