@@ -115,6 +115,8 @@ pub fn hint_of(error: &anyhow::Error) -> Option<String> {
             config.hint()
         } else if let Some(api) = cause.downcast_ref::<lambda_cloud::Error>() {
             api.hint()
+        } else if let Some(daemon) = cause.downcast_ref::<crate::daemon_client::DaemonError>() {
+            daemon.hint()
         } else {
             None
         }

@@ -65,10 +65,10 @@ pub async fn dispatch(
     command: Command,
 ) -> anyhow::Result<ExitStatus> {
     match command {
-        Command::Start(_) => commands::start::run(printer).await,
-        Command::Status => commands::status::run(printer).await,
-        Command::Extend(_) => commands::extend::run(printer).await,
-        Command::Stop(_) => commands::stop::run(printer).await,
+        Command::Start(args) => commands::start::run(printer, settings, &args).await,
+        Command::Status => commands::status::run(printer, settings).await,
+        Command::Extend(args) => commands::extend::run(printer, settings, &args).await,
+        Command::Stop(args) => commands::stop::run(printer, settings, &args).await,
         Command::Available => commands::available::run(printer, settings).await,
         Command::Models(args) => commands::models::run(printer, settings, &args).await,
         Command::Demo(_) => commands::demo::run(printer).await,

@@ -1,1 +1,225 @@
-//! todo
+//! The cloud-init user-data sent at launch, rendered in one function.
+//!
+//! This is the minimal form: a `#cloud-config` that writes the daemon's
+//! config and its secrets (0600, root) and starts the daemon's unit. The
+//! full template of DESIGN.md §3.5 (installing the daemon binary from a
+//! pinned URL, SGLang and n8n units, the pinned SSH host key) lives in
+//! `cloud-init/` in a later change; it will replace the body of [`render`]
+//! and keep its signature.
+//!
+//! The same module reads the user-data back ([`extract`]), which is what
+//! `soong demo` does to run a real daemon for each simulated instance.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use soong_protocol::config::{DaemonConfig, Secret};
+
+/// Where the daemon's config goes on the instance.
+pub const DAEMON_CONFIG_PATH: &str = "/etc/soong/daemon.yaml";
+/// The daemon API's bearer token on the instance.
+pub const TOKEN_PATH: &str = "/etc/soong/token";
+/// The Lambda API key on the instance (the daemon terminates itself with it).
+pub const API_KEY_PATH: &str = "/etc/soong/lambda-api-key";
+/// The daemon's systemd unit.
+pub const UNIT_PATH: &str = "/etc/systemd/system/soong-daemon.service";
+/// What a masked secret looks like in `--dry-run` output.
+pub const MASK: &str = "********";
+
+const UNIT: &str = "[Unit]
+Description=soong cost guard: idle timeout, lease and hard deadline
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=notify
+ExecStart=/usr/local/bin/soong-daemon --config /etc/soong/daemon.yaml
+Restart=always
+RestartSec=2
+WatchdogSec=30
+
+[Install]
+WantedBy=multi-user.target
+";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CloudConfig {
+    write_files: Vec<WriteFile>,
+    #[serde(default)]
+    runcmd: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WriteFile {
+    path: String,
+    #[serde(default)]
+    permissions: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
+    content: String,
+}
+
+/// The secrets that travel in the user-data.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    /// The daemon API's bearer token.
+    pub token: Secret,
+    /// The Lambda API key.
+    pub api_key: Secret,
+}
+
+impl Secrets {
+    /// Placeholders, for `--dry-run`.
+    pub fn masked() -> Self {
+        Self {
+            token: Secret::new(MASK),
+            api_key: Secret::new(MASK),
+        }
+    }
+}
+
+/// Renders the user-data. `config` must name its secrets by file
+/// ([`TOKEN_PATH`], [`API_KEY_PATH`]); the secrets themselves are written
+/// to those files, never into the config.
+pub fn render(config: &DaemonConfig, secrets: &Secrets) -> Result<String, serde_yaml::Error> {
+    let private = |path: &str, content: String| WriteFile {
+        path: path.to_owned(),
+        permissions: Some("0600".to_owned()),
+        owner: Some("root:root".to_owned()),
+        content,
+    };
+    let cloud = CloudConfig {
+        write_files: vec![
+            private(DAEMON_CONFIG_PATH, serde_yaml::to_string(config)?),
+            private(TOKEN_PATH, secrets.token.expose().to_owned()),
+            private(API_KEY_PATH, secrets.api_key.expose().to_owned()),
+            WriteFile {
+                path: UNIT_PATH.to_owned(),
+                permissions: Some("0644".to_owned()),
+                owner: Some("root:root".to_owned()),
+                content: UNIT.to_owned(),
+            },
+        ],
+        runcmd: vec![
+            vec!["systemctl".into(), "daemon-reload".into()],
+            vec![
+                "systemctl".into(),
+                "enable".into(),
+                "--now".into(),
+                "soong-daemon.service".into(),
+            ],
+        ],
+    };
+    Ok(format!(
+        "#cloud-config\n# Written by soong {} (the minimal form; see cloud-init/).\n{}",
+        env!("CARGO_PKG_VERSION"),
+        serde_yaml::to_string(&cloud)?
+    ))
+}
+
+/// The daemon's config and secrets, read back from rendered user-data.
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    /// The daemon config text.
+    pub config: String,
+    /// The daemon API's bearer token.
+    pub token: Secret,
+    /// The Lambda API key.
+    pub api_key: Secret,
+}
+
+/// Why user-data could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// Not `#cloud-config`.
+    #[error("the user-data is not `#cloud-config`")]
+    NotCloudConfig,
+    /// Not the shape [`render`] writes.
+    #[error("the user-data cannot be read: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    /// A file [`render`] always writes is absent.
+    #[error("the user-data does not write `{0}`")]
+    Missing(&'static str),
+}
+
+/// Reads back what [`render`] wrote.
+pub fn extract(user_data: &str) -> Result<Extracted, ExtractError> {
+    if !user_data.starts_with("#cloud-config") {
+        return Err(ExtractError::NotCloudConfig);
+    }
+    let cloud: CloudConfig = serde_yaml::from_str(user_data)?;
+    let file = |path: &'static str| {
+        cloud
+            .write_files
+            .iter()
+            .find(|f| f.path == path)
+            .map(|f| f.content.clone())
+            .ok_or(ExtractError::Missing(path))
+    };
+    Ok(Extracted {
+        config: file(DAEMON_CONFIG_PATH)?,
+        token: Secret::new(file(TOKEN_PATH)?),
+        api_key: Secret::new(file(API_KEY_PATH)?),
+    })
+}
+
+/// Where the daemon listens for an access mode: loopback behind SSH, or
+/// every interface when the CLI talks to it directly.
+pub fn listen_address(direct: bool, port: u16) -> SocketAddr {
+    if direct {
+        SocketAddr::from(([0, 0, 0, 0], port))
+    } else {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+}
+
+/// The secret files the rendered config refers to.
+pub fn secret_paths() -> (PathBuf, PathBuf) {
+    (PathBuf::from(TOKEN_PATH), PathBuf::from(API_KEY_PATH))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use soong_protocol::config::{InstanceConfig, LambdaConfig};
+
+    fn config() -> DaemonConfig {
+        let text = "lambda:\n  api_key_file: /etc/soong/lambda-api-key\ntoken_file: /etc/soong/token\ninstance:\n  name: soong-test-abcdef\n";
+        let mut config = DaemonConfig::parse(std::path::Path::new("t.yaml"), text).unwrap();
+        config.lambda = LambdaConfig {
+            api_url: "https://cloud.lambda.ai/api/v1".into(),
+            api_key_file: Some(API_KEY_PATH.into()),
+            api_key: None,
+        };
+        config.instance = InstanceConfig {
+            id: None,
+            name: Some("soong-test-abcdef".into()),
+            launched_at: None,
+        };
+        config
+    }
+
+    #[test]
+    fn user_data_round_trips_and_the_daemon_config_checks() {
+        let secrets = Secrets {
+            token: Secret::new("tok"),
+            api_key: Secret::new("key"),
+        };
+        let text = render(&config(), &secrets).unwrap();
+        assert!(text.starts_with("#cloud-config\n"));
+        let back = extract(&text).unwrap();
+        assert_eq!(back.token.expose(), "tok");
+        assert_eq!(back.api_key.expose(), "key");
+        let parsed =
+            DaemonConfig::load(std::path::Path::new(DAEMON_CONFIG_PATH), &back.config).unwrap();
+        assert_eq!(parsed, config());
+    }
+
+    #[test]
+    fn masked_user_data_holds_no_secret() {
+        let text = render(&config(), &Secrets::masked()).unwrap();
+        assert!(text.contains(MASK));
+        assert!(!text.contains("tok\n"));
+    }
+}

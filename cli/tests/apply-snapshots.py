@@ -13,7 +13,8 @@ for pending in glob.glob(os.path.join(root, "it", ".*.pending-snap")):
     for line in open(pending):
         if line.strip():
             entry = json.loads(line)
-            entries[entry["line"]] = entry["new"]["snapshot"]
+            if entry.get("new"):
+                entries[entry["line"]] = entry["new"]["snapshot"]
     text = open(source).read()
     lines = text.split("\n")
     offsets = [0]

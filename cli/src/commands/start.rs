@@ -1,10 +1,763 @@
-//! `soong start`.
+//! `soong start`: validate, estimate, confirm, launch, and wait until the
+//! instance's daemon is guarding it.
+//!
+//! Everything that can be checked before money is spent is checked first
+//! (key, SSH key, filesystem and its region, region, type, fit, capacity),
+//! each failure with a suggestion. A launch is never blindly repeated: when
+//! its answer is lost (timeout, 5xx), the instance list is searched for the
+//! launch's unique name before trying again.
 
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lambda_cloud::{Client, Instance, InstanceStatus, InstanceTypes, LaunchRequest, Tag, UserData};
+use serde_json::json;
+use soong_protocol::config::{DaemonConfig, InstanceConfig, LambdaConfig, Secret};
+use soong_protocol::lease::{self, Policy};
+use soong_protocol::tags::LaunchTags;
+use time::OffsetDateTime;
+
+use crate::args::StartArgs;
+use crate::daemon_client::DaemonClient;
 use crate::exit::{ExitStatus, UserError};
-use crate::output::Printer;
+use crate::instances;
+use crate::models::{self, Model};
+use crate::output::{Printer, dollars, human_duration};
+use crate::settings::{Access, Settings};
+use crate::user_data::{self, Secrets};
 
-/// Not built yet.
-#[allow(clippy::unused_async)]
-pub async fn run(_printer: &Printer) -> anyhow::Result<ExitStatus> {
-    Err(UserError::new("`soong start` is not built yet").into())
+/// How long an instance may take to boot (Lambda: usually 3–10 minutes).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// How long the daemon may take to answer once the instance is active
+/// (cloud-init runs first).
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Polling interval for both waits.
+const POLL: Duration = Duration::from_secs(5);
+/// Launch attempts when answers are lost.
+const LAUNCH_ATTEMPTS: u32 = 3;
+
+/// What `start` launched.
+#[derive(Debug, Clone)]
+pub struct Launched {
+    /// The instance as last seen.
+    pub instance: Instance,
+    /// Whether its daemon answered `/health`.
+    pub healthy: bool,
+}
+
+/// Runs `soong start`.
+pub async fn run(
+    printer: &Printer,
+    settings: &Settings,
+    args: &StartArgs,
+) -> anyhow::Result<ExitStatus> {
+    let launched = start(printer, settings, args, None).await?;
+    Ok(match launched {
+        Some(launched) if !launched.healthy && !args.no_wait => ExitStatus::Failure,
+        _ => ExitStatus::Success,
+    })
+}
+
+/// Everything decided before launching.
+struct Plan {
+    model: Model,
+    fit: models::Fit,
+    region: String,
+    name: String,
+    ssh_key: String,
+    filesystem: Option<String>,
+    policy: Policy,
+}
+
+/// The flow behind `soong start`; `policy` overrides the user's durations
+/// (the demo uses seconds). Returns `None` for `--dry-run`.
+pub async fn start(
+    printer: &Printer,
+    settings: &Settings,
+    args: &StartArgs,
+    policy: Option<Policy>,
+) -> anyhow::Result<Option<Launched>> {
+    let token = settings.require_token()?.clone();
+    let api_key = settings.require_api_key()?;
+    let ssh_key = settings
+        .require(
+            settings.config.lambda.ssh_key_name.as_ref(),
+            "lambda.ssh_key_name",
+        )?
+        .to_owned();
+    if settings.config.status_daemon.access == Access::Ssh && !args.no_wait && !args.dry_run {
+        return Err(UserError::new(
+            "`start` cannot wait for the daemon: reaching it over SSH is not yet supported",
+        )
+        .hint("set `status_daemon.access: direct` in the config, or pass `--no-wait` and check it yourself")
+        .into());
+    }
+    let model_id = args
+        .model
+        .clone()
+        .or_else(|| settings.config.defaults.model.clone())
+        .ok_or_else(|| {
+            UserError::new("no model given")
+                .hint("pass `--model <ID>` (see `soong models list`) or set `defaults.model` in the config")
+                .status(ExitStatus::Usage)
+        })?;
+    let model = crate::commands::models::lookup(settings, &model_id)?;
+    let client = settings.client()?;
+
+    printer.verbose("Checking the account: instance types, SSH keys, filesystems, instances");
+    let types = client
+        .list_instance_types()
+        .await
+        .context("cannot list instance types")?;
+    check_ssh_key(&client, &ssh_key).await?;
+    let filesystem = match settings.config.lambda.filesystem_name.as_deref() {
+        Some(name) if !name.is_empty() => Some(find_filesystem(&client, name).await?),
+        _ => None,
+    };
+    let region = args
+        .region
+        .clone()
+        .or_else(|| settings.config.lambda.default_region.clone())
+        .or_else(|| filesystem.as_ref().map(|fs| fs.region.name.clone()))
+        .ok_or_else(|| {
+            UserError::new("no region given")
+                .hint("pass `--region` or set `lambda.default_region` in the config")
+                .status(ExitStatus::Usage)
+        })?;
+    check_region(&client, &region).await?;
+    if let Some(fs) = &filesystem
+        && fs.region.name != region
+    {
+        return Err(UserError::new(format!(
+            "filesystem `{}` is in `{}`, but the launch is in `{region}`; it could not be attached",
+            fs.name, fs.region.name
+        ))
+        .hint(format!(
+            "launch with `--region {}`, or change `lambda.filesystem_name` to a filesystem in `{region}`",
+            fs.region.name
+        ))
+        .into());
+    }
+    let gpu = args
+        .gpu
+        .clone()
+        .or_else(|| settings.config.defaults.gpu.clone());
+    let fit = choose_type(&model, &types, gpu.as_deref(), &region)?;
+    let existing = client
+        .list_instances()
+        .await
+        .context("cannot list instances")?;
+    let name = match &args.name {
+        Some(name) => {
+            if name.is_empty() || name.len() > 64 {
+                return Err(UserError::new("`--name` must be 1 to 64 characters")
+                    .status(ExitStatus::Usage)
+                    .into());
+            }
+            name.clone()
+        }
+        None => instances::unique_name(&model.id),
+    };
+    // The name is how a lost launch is found again, so it must be unique.
+    if existing
+        .iter()
+        .any(|i| i.name.as_deref() == Some(name.as_str()) && !i.status.is_ending())
+    {
+        return Err(
+            UserError::new(format!("an instance named `{name}` is already running"))
+                .hint("choose another `--name`, or leave it out for a unique one")
+                .into(),
+        );
+    }
+    let policy = match policy {
+        Some(policy) => policy,
+        None => Policy {
+            idle_timeout: Duration::from_secs(
+                60 * u64::from(
+                    args.idle_minutes
+                        .unwrap_or(settings.config.defaults.idle_timeout_minutes),
+                ),
+            ),
+            lease: Duration::from_secs(
+                3600 * u64::from(args.hours.unwrap_or(settings.config.defaults.lease_hours)),
+            ),
+            ..Policy::default()
+        },
+    };
+    let plan = Plan {
+        model,
+        fit,
+        region,
+        name,
+        ssh_key,
+        filesystem: filesystem.map(|fs| fs.name),
+        policy,
+    };
+
+    // Tags and config need `launched_at` before the launch call exists; the
+    // moment just before it is the conservative choice (deadlines can only
+    // come earlier than the truth, never later).
+    let launched_at = OffsetDateTime::now_utc();
+    let (request, masked) = build_request(settings, &plan, launched_at, &token, &api_key)?;
+    print_plan(printer, &plan, launched_at);
+    if args.dry_run {
+        let mut shown = serde_json::to_value(&request)?;
+        shown["user_data"] = json!(masked);
+        if printer.json() {
+            printer.json_value(&shown);
+        } else {
+            shown["user_data"] = json!("<below>");
+            printer.data(serde_json::to_string_pretty(&shown)?);
+            printer.data("--- user-data (secrets masked) ---");
+            printer.data(masked.trim_end());
+        }
+        printer.info("Dry run: nothing was launched.");
+        return Ok(None);
+    }
+    let price = plan.fit.price_cents_per_hour;
+    if !crate::prompt::confirm(
+        settings,
+        &format!(
+            "Launch `{}` at {}/h?",
+            plan.fit.instance_type,
+            dollars(price as f64)
+        ),
+        "launch a billed instance",
+    )? {
+        return Err(UserError::new("not launched").into());
+    }
+
+    let id = launch(printer, settings, &client, &request).await?;
+    printer.info(format!("Launched `{}` ({id}).", plan.name));
+    if args.no_wait {
+        let instance = client.get_instance(&id).await.ok();
+        if printer.json() {
+            printer.json_value(&json!({"id": id, "name": plan.name, "status": instance.as_ref().map(|i| i.status.as_str())}));
+        } else {
+            printer.info("Not waiting (`--no-wait`); `soong status` shows when its daemon is up.");
+        }
+        return Ok(instance.map(|instance| Launched {
+            instance,
+            healthy: false,
+        }));
+    }
+    let instance = wait_active(printer, settings, &client, &id).await?;
+    let healthy = wait_healthy(printer, settings, &token, &instance).await;
+    if healthy {
+        report_ready(printer, settings, &plan, &instance, launched_at);
+    } else {
+        never_healthy(printer, settings, &client, &instance).await?;
+    }
+    Ok(Some(Launched { instance, healthy }))
+}
+
+async fn check_ssh_key(client: &Client, wanted: &str) -> anyhow::Result<()> {
+    let keys = client
+        .list_ssh_keys()
+        .await
+        .context("cannot list SSH keys")?;
+    if keys.iter().any(|k| k.name == wanted) {
+        return Ok(());
+    }
+    let names: Vec<String> = keys.iter().map(|k| format!("`{}`", k.name)).collect();
+    Err(UserError::new(format!(
+        "there is no SSH key `{wanted}` in the Lambda account"
+    ))
+    .hint(if names.is_empty() {
+        "add one at https://cloud.lambda.ai/ssh-keys and set `lambda.ssh_key_name`".to_owned()
+    } else {
+        format!("set `lambda.ssh_key_name` to one of {}", names.join(", "))
+    })
+    .into())
+}
+
+async fn find_filesystem(
+    client: &Client,
+    wanted: &str,
+) -> anyhow::Result<lambda_cloud::Filesystem> {
+    let all = client
+        .list_filesystems()
+        .await
+        .context("cannot list filesystems")?;
+    if let Some(fs) = all.iter().find(|fs| fs.name == wanted) {
+        return Ok(fs.clone());
+    }
+    let names: Vec<String> = all
+        .iter()
+        .map(|fs| format!("`{}` ({})", fs.name, fs.region.name))
+        .collect();
+    Err(UserError::new(format!(
+        "there is no filesystem `{wanted}` in the Lambda account"
+    ))
+    .hint(if names.is_empty() {
+        "create one at https://cloud.lambda.ai/file-systems, or remove `lambda.filesystem_name`"
+            .to_owned()
+    } else {
+        format!(
+            "set `lambda.filesystem_name` to one of {}",
+            names.join(", ")
+        )
+    })
+    .into())
+}
+
+async fn check_region(client: &Client, region: &str) -> anyhow::Result<()> {
+    let regions = client.list_regions().await.context("cannot list regions")?;
+    if regions.iter().any(|r| r.name == region) {
+        return Ok(());
+    }
+    let similar = models::similar(regions.iter().map(|r| r.name.as_str()), region);
+    Err(UserError::new(format!("unknown region `{region}`"))
+        .hint(if similar.is_empty() {
+            format!(
+                "regions: {}",
+                regions
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            format!("did you mean `{}`?", similar[0])
+        })
+        .status(ExitStatus::Usage)
+        .into())
+}
+
+/// The instance type: the one asked for (if it exists, fits and has
+/// capacity here) or the cheapest that fits with capacity here.
+fn choose_type(
+    model: &Model,
+    types: &InstanceTypes,
+    wanted: Option<&str>,
+    region: &str,
+) -> anyhow::Result<models::Fit> {
+    let fits = models::fits(model, types);
+    let elsewhere = |fit: &models::Fit| {
+        if fit.regions.is_empty() {
+            "it has no capacity anywhere right now".to_owned()
+        } else {
+            format!("it has capacity in {}", fit.regions.join(", "))
+        }
+    };
+    let alternatives = || -> Vec<String> {
+        fits.iter()
+            .filter(|f| f.fits && f.regions.iter().any(|r| r == region))
+            .take(3)
+            .map(|f| {
+                format!(
+                    "`{}` ({}/h)",
+                    f.instance_type,
+                    dollars(f.price_cents_per_hour as f64)
+                )
+            })
+            .collect()
+    };
+    let Some(wanted) = wanted else {
+        return models::recommend(model, types, Some(region)).ok_or_else(|| {
+            let hint = match models::recommend(model, types, None) {
+                Some(fit) => format!(
+                    "the cheapest type that fits, `{}`, has capacity in {}: try `--region {}`",
+                    fit.instance_type,
+                    fit.regions.join(", "),
+                    fit.regions[0]
+                ),
+                None => "no type that fits has capacity anywhere now; try a smaller model (e.g. an int4 one) or later".to_owned(),
+            };
+            UserError::new(format!(
+                "no instance type that fits `{}` ({:.1} GiB) has capacity in `{region}`",
+                model.id,
+                models::estimate(model).total_gib(1)
+            ))
+            .hint(hint)
+            .status(ExitStatus::NoCapacity)
+            .into()
+        });
+    };
+    let Some(fit) = fits.iter().find(|f| f.instance_type == wanted) else {
+        let similar = models::similar(types.keys().map(String::as_str), wanted);
+        return Err(UserError::new(format!("unknown instance type `{wanted}`"))
+            .hint(if similar.is_empty() {
+                "`soong available` lists the types".to_owned()
+            } else {
+                format!(
+                    "did you mean `{}`? (`soong available` lists the types)",
+                    similar[0]
+                )
+            })
+            .status(ExitStatus::Usage)
+            .into());
+    };
+    if !fit.fits {
+        return Err(UserError::new(format!(
+            "`{}` needs about {:.1} GiB of VRAM; `{wanted}` has {:.0} GiB ({:.0} GiB usable)",
+            model.id,
+            fit.needed_gib,
+            fit.total_vram_gib,
+            fit.total_vram_gib * models::USABLE_FRACTION
+        ))
+        .hint(match models::recommend(model, types, Some(region)) {
+            Some(better) => format!(
+                "`{}` fits and has capacity in `{region}`",
+                better.instance_type
+            ),
+            None => "`soong models recommend` shows the types that fit".to_owned(),
+        })
+        .status(ExitStatus::Usage)
+        .into());
+    }
+    if !fit.regions.iter().any(|r| r == region) {
+        let others = alternatives();
+        let mut hint = elsewhere(fit);
+        if !others.is_empty() {
+            let _ = write!(
+                hint,
+                "; types that fit with capacity in `{region}`: {}",
+                others.join(", ")
+            );
+        }
+        return Err(
+            UserError::new(format!("`{wanted}` has no capacity in `{region}`"))
+                .hint(hint)
+                .status(ExitStatus::NoCapacity)
+                .into(),
+        );
+    }
+    Ok(fit.clone())
+}
+
+/// The launch request, and the user-data with its secrets masked.
+fn build_request(
+    settings: &Settings,
+    plan: &Plan,
+    launched_at: OffsetDateTime,
+    token: &Secret,
+    api_key: &lambda_cloud::ApiKey,
+) -> anyhow::Result<(LaunchRequest, String)> {
+    let tags = LaunchTags {
+        launched_at,
+        hard_deadline: lease::hard_deadline(launched_at, &plan.policy),
+        lease_deadline: lease::initial_lease_deadline(launched_at, &plan.policy),
+        model: Some(plan.model.id.clone()),
+    }
+    .to_pairs()
+    .context("cannot build the launch tags")?;
+    let (token_file, api_key_file) = user_data::secret_paths();
+    let mut config = DaemonConfig::parse(
+        std::path::Path::new("generated"),
+        "lambda: {}\ninstance: {}\n",
+    )?;
+    config.listen = user_data::listen_address(
+        settings.config.status_daemon.access == Access::Direct,
+        settings.config.status_daemon.port,
+    );
+    config.token_file = Some(token_file);
+    config.lambda = LambdaConfig {
+        api_url: settings.api_url.clone(),
+        api_key_file: Some(api_key_file),
+        api_key: None,
+    };
+    config.instance = InstanceConfig {
+        id: None,
+        name: Some(plan.name.clone()),
+        launched_at: Some(launched_at),
+    };
+    config.policy = plan.policy;
+    let problems = config.check();
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "the generated daemon config is invalid: {}",
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    let real = user_data::render(
+        &config,
+        &Secrets {
+            token: token.clone(),
+            api_key: Secret::new(api_key.expose()),
+        },
+    )?;
+    let masked = user_data::render(&config, &Secrets::masked())?;
+    let request = LaunchRequest {
+        region_name: plan.region.clone(),
+        instance_type_name: plan.fit.instance_type.clone(),
+        // The API takes exactly one key.
+        ssh_key_names: vec![plan.ssh_key.clone()],
+        file_system_names: plan.filesystem.iter().cloned().collect(),
+        name: Some(plan.name.clone()),
+        user_data: Some(UserData(real)),
+        tags: tags.into_iter().map(|(k, v)| Tag::new(k, v)).collect(),
+        ..LaunchRequest::default()
+    };
+    Ok((request, masked))
+}
+
+fn print_plan(printer: &Printer, plan: &Plan, launched_at: OffsetDateTime) {
+    let price = plan.fit.price_cents_per_hour as f64;
+    let hours = |d: Duration| d.as_secs_f64() / 3600.0;
+    let lease_end = lease::initial_lease_deadline(launched_at, &plan.policy);
+    let hard = lease::hard_deadline(launched_at, &plan.policy);
+    printer.info(format!(
+        "Model:     {} ({:.1} GiB of VRAM needed)\nInstance:  {} ({}) in {}{}\nName:      {}\nPrice:     {}/h\nLease:     {} (until {}), extendable to {}; hard stop at {}\nIdle stop: after {} without activity\nCost:      at most {} for the lease, {} if extended to the maximum",
+        plan.model.id,
+        plan.fit.needed_gib,
+        plan.fit.instance_type,
+        plan.fit.description,
+        plan.region,
+        if plan.fit.tensor_parallel > 1 { format!(", tensor parallel {}", plan.fit.tensor_parallel) } else { String::new() },
+        plan.name,
+        dollars(price),
+        human_duration(plan.policy.lease.as_secs() as i64),
+        clock(lease_end),
+        human_duration(plan.policy.max_lease.as_secs() as i64),
+        clock(hard),
+        human_duration(plan.policy.idle_timeout.as_secs() as i64),
+        dollars(price * hours(plan.policy.lease)),
+        dollars(price * hours(plan.policy.max_lease.min(plan.policy.hard_timeout))),
+    ));
+}
+
+/// `14:05:09 UTC`.
+pub fn clock(at: OffsetDateTime) -> String {
+    format!("{:02}:{:02}:{:02} UTC", at.hour(), at.minute(), at.second())
+}
+
+/// Launches, recovering from lost answers by looking for the name.
+async fn launch(
+    printer: &Printer,
+    settings: &Settings,
+    client: &Client,
+    request: &LaunchRequest,
+) -> anyhow::Result<String> {
+    let name = request.name.clone().unwrap_or_default();
+    let pause = scaled(settings, Duration::from_secs(3));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let spinner = printer.spinner(format!("Launching `{name}`"));
+        let result = client.launch_instance(request).await;
+        if let Some(spinner) = spinner {
+            spinner.finish_and_clear();
+        }
+        match result {
+            Ok(ids) => {
+                return ids.into_iter().next().ok_or_else(|| {
+                    anyhow::anyhow!("the launch succeeded but returned no instance id")
+                });
+            }
+            Err(error) if error.is_transient() => {
+                printer.warn(format!(
+                    "the launch's answer was lost ({error}); looking for `{name}` before trying again"
+                ));
+                // The list may lag the launch; look a few times.
+                for _ in 0..3 {
+                    tokio::time::sleep(pause).await;
+                    if let Ok(list) = client.list_instances().await
+                        && let Some(found) = list
+                            .iter()
+                            .find(|i| i.name.as_deref() == Some(name.as_str()))
+                    {
+                        printer.info(format!(
+                            "The launch went through: found `{name}` ({}).",
+                            found.id
+                        ));
+                        return Ok(found.id.clone());
+                    }
+                }
+                if attempt >= LAUNCH_ATTEMPTS {
+                    return Err(anyhow::Error::new(error).context(format!(
+                        "the launch failed {attempt} times and `{name}` is not in the instance list"
+                    )));
+                }
+                printer.info(format!("`{name}` is not in the account; launching again."));
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!(
+                    "cannot launch `{}` in `{}`",
+                    request.instance_type_name, request.region_name
+                )));
+            }
+        }
+    }
+}
+
+fn scaled(settings: &Settings, duration: Duration) -> Duration {
+    duration
+        .mul_f64(settings.wait_scale)
+        .max(Duration::from_millis(100))
+}
+
+/// Waits for `booting → active`.
+async fn wait_active(
+    printer: &Printer,
+    settings: &Settings,
+    client: &Client,
+    id: &str,
+) -> anyhow::Result<Instance> {
+    let deadline = tokio::time::Instant::now() + scaled(settings, BOOT_TIMEOUT);
+    let spinner = printer.spinner("Booting");
+    if spinner.is_none() {
+        printer.info("Waiting for the instance to boot…");
+    }
+    let result = loop {
+        match client.get_instance(id).await {
+            Ok(instance) => match instance.status {
+                InstanceStatus::Active if instance.ip.is_some() => break Ok(instance),
+                InstanceStatus::Booting | InstanceStatus::Active => {}
+                status => {
+                    break Err(UserError::new(format!(
+                        "instance `{id}` became `{status}` instead of `active`"
+                    ))
+                    .hint(if status == InstanceStatus::Unhealthy {
+                        "Lambda still bills an unhealthy instance: stop it with `soong stop --instance ID` and launch again"
+                    } else {
+                        "launch again with `soong start`"
+                    })
+                    .into());
+                }
+            },
+            // Just after a launch the instance may not be listed yet.
+            Err(error)
+                if error.kind() == lambda_cloud::ErrorKind::NotFound || error.is_transient() =>
+            {
+                printer.verbose(format!("not visible yet: {error}"));
+            }
+            Err(error) => {
+                break Err(anyhow::Error::new(error).context("cannot follow the instance's boot"));
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break Err(UserError::new(format!(
+                "instance `{id}` did not become active within {}",
+                human_duration(scaled(settings, BOOT_TIMEOUT).as_secs() as i64)
+            ))
+            .hint("it may still be billing: `soong status`, then `soong stop` if it never comes up")
+            .into());
+        }
+        tokio::time::sleep(scaled(settings, POLL)).await;
+    };
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let instance = result?;
+    printer.info(format!(
+        "Active at {}.",
+        instance.ip.as_deref().unwrap_or("?")
+    ));
+    Ok(instance)
+}
+
+/// Waits for the daemon's `/health`; false if it never answers.
+async fn wait_healthy(
+    printer: &Printer,
+    settings: &Settings,
+    token: &Secret,
+    instance: &Instance,
+) -> bool {
+    let Ok(daemon) = DaemonClient::for_instance(settings, token, instance, Duration::from_secs(3))
+    else {
+        return false;
+    };
+    let deadline = tokio::time::Instant::now() + scaled(settings, HEALTH_TIMEOUT);
+    let spinner = printer.spinner("Waiting for the soong daemon");
+    if spinner.is_none() {
+        printer.info(format!("Waiting for the soong daemon at {}…", daemon.url()));
+    }
+    let healthy = loop {
+        match daemon.health().await {
+            Ok(health) if health.status == "ok" => break true,
+            Ok(_) => {}
+            Err(error) => printer.verbose(format!("daemon not up yet: {error}")),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break false;
+        }
+        tokio::time::sleep(scaled(settings, POLL).min(Duration::from_secs(2))).await;
+    };
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    healthy
+}
+
+fn report_ready(
+    printer: &Printer,
+    settings: &Settings,
+    plan: &Plan,
+    instance: &Instance,
+    launched_at: OffsetDateTime,
+) {
+    let ip = instance.ip.as_deref().unwrap_or("?");
+    let shutdown_at = lease::initial_lease_deadline(launched_at, &plan.policy);
+    if printer.json() {
+        printer.json_value(&json!({
+            "id": instance.id,
+            "name": plan.name,
+            "ip": ip,
+            "instance_type": plan.fit.instance_type,
+            "region": plan.region,
+            "model": plan.model.id,
+            "launched_at": launched_at.unix_timestamp(),
+            "lease_deadline": shutdown_at.unix_timestamp(),
+            "daemon_healthy": true,
+        }));
+        return;
+    }
+    let user = &settings.config.ssh.user;
+    printer.info(format!(
+        "{} `{}` is up and guarded by its daemon.\n  Connect:  ssh {user}@{ip}\n  Model:    {} (SGLang on port 8000: ssh -N -L 8000:localhost:8000 {user}@{ip})\n  Stops:    at {} when the lease ends (`soong extend <hours>` adds time), or after {} idle\n  Done?     `soong stop`",
+        printer.green("Ready:"),
+        plan.name,
+        plan.model.id,
+        clock(shutdown_at),
+        human_duration(plan.policy.idle_timeout.as_secs() as i64),
+    ));
+}
+
+/// The loud outcome: a billing instance nobody guards.
+async fn never_healthy(
+    printer: &Printer,
+    settings: &Settings,
+    client: &Client,
+    instance: &Instance,
+) -> anyhow::Result<()> {
+    let name = instance.name.as_deref().unwrap_or(&instance.id);
+    printer.warn(format!(
+        "{} `{name}` ({}) is running and billing, but its soong daemon never answered: nothing enforces its idle timeout or lease",
+        printer.red_bold("UNGUARDED:"),
+        instance.id
+    ));
+    let terminate = if settings.yes {
+        true
+    } else if settings.interactive {
+        crate::prompt::confirm(settings, &format!("Terminate `{name}` now?"), "terminate")?
+    } else {
+        false
+    };
+    if terminate {
+        client
+            .terminate_instances(std::slice::from_ref(&instance.id))
+            .await
+            .with_context(|| {
+                format!("cannot terminate `{name}`; terminate it in Lambda's console")
+            })?;
+        return Err(
+            UserError::new(format!("`{name}` never became healthy and was terminated"))
+                .hint("check the user-data with `soong start --dry-run`, then try again")
+                .into(),
+        );
+    }
+    Err(UserError::new(format!(
+        "`{name}` never became healthy and is still running"
+    ))
+    .hint(format!(
+        "terminate it with `soong stop --instance {}`; its hard-deadline tag lets the watchdog worker stop it too, if one is deployed",
+        instance.id
+    ))
+    .into())
 }

@@ -1,10 +1,248 @@
-//! `soong status`.
+//! `soong status`: one list call, then one daemon call per soong instance,
+//! in parallel with a short timeout, so a dead daemon costs seconds, not
+//! minutes. A daemon that does not answer is shown loudly: it means nothing
+//! but the hard deadline (and the watchdog, if deployed) stops the instance.
 
-use crate::exit::{ExitStatus, UserError};
-use crate::output::Printer;
+use std::time::Duration;
 
-/// Not built yet.
-#[allow(clippy::unused_async)]
-pub async fn run(_printer: &Printer) -> anyhow::Result<ExitStatus> {
-    Err(UserError::new("`soong status` is not built yet").into())
+use anyhow::Context as _;
+use lambda_cloud::{Instance, InstanceStatus};
+use serde_json::json;
+use soong_protocol::api::{DaemonState, StatusResponse};
+use time::OffsetDateTime;
+
+use crate::commands::start::clock;
+use crate::daemon_client::{DaemonClient, DaemonError};
+use crate::exit::ExitStatus;
+use crate::instances;
+use crate::output::{Printer, dollars, human_duration};
+use crate::settings::Settings;
+
+/// How long one daemon may take to answer `status`.
+const DAEMON_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One instance with what its daemon said.
+#[derive(Debug)]
+pub struct Row {
+    /// The instance, from the API.
+    pub instance: Instance,
+    /// The daemon's answer, or why there is none (`None`: not asked,
+    /// because the instance is not running).
+    pub daemon: Option<Result<StatusResponse, DaemonError>>,
+}
+
+/// Collects the rows: soong's instances and their daemons' answers.
+pub async fn collect(settings: &Settings) -> anyhow::Result<Vec<Row>> {
+    let client = settings.client()?;
+    let listed = client
+        .list_instances()
+        .await
+        .context("cannot list instances")?;
+    let token = settings.config.status_daemon.token.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    let managed: Vec<Instance> = listed.into_iter().filter(instances::is_managed).collect();
+    for (index, instance) in managed.iter().enumerate() {
+        if !matches!(
+            instance.status,
+            InstanceStatus::Active | InstanceStatus::Unhealthy
+        ) {
+            continue;
+        }
+        let Some(token) = token.clone() else { continue };
+        let daemon = DaemonClient::for_instance(settings, &token, instance, DAEMON_TIMEOUT);
+        tasks.spawn(async move {
+            let answer = match daemon {
+                Ok(daemon) => daemon.status().await,
+                Err(error) => Err(error),
+            };
+            (index, answer)
+        });
+    }
+    let mut rows: Vec<Row> = managed
+        .into_iter()
+        .map(|instance| Row {
+            instance,
+            daemon: None,
+        })
+        .collect();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((index, answer)) = joined {
+            rows[index].daemon = Some(answer);
+        }
+    }
+    Ok(rows)
+}
+
+/// When the instance was launched: the daemon's word, else the tag.
+fn launched_at(row: &Row) -> Option<OffsetDateTime> {
+    match &row.daemon {
+        Some(Ok(status)) => Some(status.launched_at),
+        _ => instances::launch_tags(&row.instance).map(|t| t.launched_at),
+    }
+}
+
+fn cost_cents(price_cents_per_hour: i64, seconds: i64) -> f64 {
+    price_cents_per_hour as f64 * seconds.max(0) as f64 / 3600.0
+}
+
+/// Runs `soong status`.
+pub async fn run(printer: &Printer, settings: &Settings) -> anyhow::Result<ExitStatus> {
+    if settings.config.status_daemon.token.is_none() {
+        printer
+            .warn("`status_daemon.token` is not set, so no daemon can be asked for its deadlines");
+    }
+    let rows = collect(settings).await?;
+    let now = OffsetDateTime::now_utc();
+    if printer.json() {
+        printer.json_value(&json!(
+            rows.iter()
+                .map(|row| row_json(row, now))
+                .collect::<Vec<_>>()
+        ));
+        return Ok(ExitStatus::Success);
+    }
+    if rows.is_empty() {
+        printer.info("No soong instances. `soong start` launches one.");
+        return Ok(ExitStatus::Success);
+    }
+    let mut table = Vec::new();
+    let mut dead = Vec::new();
+    for row in &rows {
+        let instance = &row.instance;
+        let price = instance.instance_type.price_cents_per_hour;
+        let launched = launched_at(row);
+        let uptime = launched.map(|at| (now - at).whole_seconds());
+        let mut cells = vec![
+            instance.name.clone().unwrap_or_default(),
+            instance.id.clone(),
+            instance.status.to_string(),
+            instance.instance_type.name.clone(),
+            instance.region.name.clone(),
+            uptime.map_or_else(|| "?".to_owned(), human_duration),
+            uptime.map_or_else(|| "?".to_owned(), |s| dollars(cost_cents(price, s))),
+        ];
+        match &row.daemon {
+            Some(Ok(status)) => {
+                let until_shutdown = (status.shutdown_at - now).whole_seconds();
+                let total = (status.shutdown_at - status.launched_at).whole_seconds();
+                let state = if status.state == DaemonState::Terminating {
+                    format!(
+                        "terminating ({})",
+                        status.terminate_reason.map_or("requested", |r| r.as_str())
+                    )
+                } else {
+                    format!(
+                        "{} ({}, in {})",
+                        clock(status.shutdown_at),
+                        status.shutdown_reason,
+                        human_duration(until_shutdown)
+                    )
+                };
+                cells.extend([
+                    dollars(cost_cents(price, total)),
+                    state,
+                    format!(
+                        "{} of {}",
+                        human_duration(status.idle_seconds as i64),
+                        human_duration(status.idle_timeout_seconds as i64)
+                    ),
+                    human_duration((status.lease_deadline - now).whole_seconds()),
+                ]);
+            }
+            Some(Err(DaemonError::SshNotSupported)) => {
+                cells.extend([
+                    "?".into(),
+                    "daemon not asked (SSH access not yet supported)".into(),
+                    "?".into(),
+                    "?".into(),
+                ]);
+            }
+            Some(Err(error)) => {
+                dead.push((
+                    instance.name.clone().unwrap_or_else(|| instance.id.clone()),
+                    error.to_string(),
+                ));
+                let hard = instances::launch_tags(instance).map(|t| t.hard_deadline);
+                cells.extend([
+                    hard.map_or_else(
+                        || "?".to_owned(),
+                        |h| {
+                            dollars(cost_cents(
+                                price,
+                                launched.map_or(0, |l| (h - l).whole_seconds()),
+                            ))
+                        },
+                    ),
+                    printer.red_bold(&format!(
+                        "DAEMON DEAD: only the hard deadline{} stops it",
+                        hard.map(|h| format!(" ({})", clock(h))).unwrap_or_default()
+                    )),
+                    "?".into(),
+                    "?".into(),
+                ]);
+            }
+            None => cells.extend([String::new(), String::new(), String::new(), String::new()]),
+        }
+        table.push(cells);
+    }
+    printer.data(printer.table(
+        &[
+            "NAME",
+            "ID",
+            "STATUS",
+            "GPU",
+            "REGION",
+            "UPTIME",
+            "COST",
+            "AT SHUTDOWN",
+            "SHUTDOWN",
+            "IDLE",
+            "LEASE LEFT",
+        ],
+        table,
+    ));
+    for (name, error) in &dead {
+        printer.warn(format!(
+            "the daemon of `{name}` does not answer ({error}); it is billing without idle or lease enforcement. Stop it with `soong stop --instance {name}` if it is not needed"
+        ));
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn row_json(row: &Row, now: OffsetDateTime) -> serde_json::Value {
+    let instance = &row.instance;
+    let price = instance.instance_type.price_cents_per_hour;
+    let launched = launched_at(row);
+    let uptime = launched.map(|at| (now - at).whole_seconds());
+    let daemon = match &row.daemon {
+        None => json!(null),
+        Some(Ok(status)) => json!({
+            "reachable": true,
+            "state": status.state.as_str(),
+            "shutdown_at": status.shutdown_at.unix_timestamp(),
+            "shutdown_reason": status.shutdown_reason.as_str(),
+            "terminate_reason": status.terminate_reason.map(soong_protocol::ShutdownReason::as_str),
+            "idle_seconds": status.idle_seconds,
+            "idle_timeout_seconds": status.idle_timeout_seconds,
+            "lease_deadline": status.lease_deadline.unix_timestamp(),
+            "lease_left_seconds": (status.lease_deadline - now).whole_seconds(),
+            "hard_deadline": status.hard_deadline.unix_timestamp(),
+            "cost_at_shutdown_cents": cost_cents(price, (status.shutdown_at - status.launched_at).whole_seconds()).round(),
+        }),
+        Some(Err(error)) => json!({"reachable": false, "error": error.to_string()}),
+    };
+    json!({
+        "id": instance.id,
+        "name": instance.name,
+        "status": instance.status.as_str(),
+        "instance_type": instance.instance_type.name,
+        "region": instance.region.name,
+        "ip": instance.ip,
+        "price_cents_per_hour": price,
+        "model": instances::launch_tags(instance).and_then(|t| t.model),
+        "launched_at": launched.map(OffsetDateTime::unix_timestamp),
+        "uptime_seconds": uptime,
+        "cost_so_far_cents": uptime.map(|s| cost_cents(price, s).round()),
+        "daemon": daemon,
+    })
 }

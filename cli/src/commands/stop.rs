@@ -1,10 +1,81 @@
-//! `soong stop`.
+//! `soong stop`: terminate a soong instance through the Lambda API (powering
+//! off does not stop billing on Lambda), and wait until the API confirms.
 
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lambda_cloud::{ErrorKind, InstanceStatus};
+use serde_json::json;
+
+use crate::args::StopArgs;
 use crate::exit::{ExitStatus, UserError};
+use crate::instances;
 use crate::output::Printer;
+use crate::settings::Settings;
 
-/// Not built yet.
-#[allow(clippy::unused_async)]
-pub async fn run(_printer: &Printer) -> anyhow::Result<ExitStatus> {
-    Err(UserError::new("`soong stop` is not built yet").into())
+/// How long Lambda may take to confirm a termination.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Runs `soong stop`.
+pub async fn run(
+    printer: &Printer,
+    settings: &Settings,
+    args: &StopArgs,
+) -> anyhow::Result<ExitStatus> {
+    let client = settings.client()?;
+    let instance = instances::choose(settings, &client, "stop").await?;
+    let name = instance.name.clone().unwrap_or_else(|| instance.id.clone());
+    if !crate::prompt::confirm(
+        settings,
+        &format!("Terminate {}?", instances::describe(&instance)),
+        "terminate an instance",
+    )? {
+        return Err(UserError::new("not stopped").into());
+    }
+    client
+        .terminate_instances(std::slice::from_ref(&instance.id))
+        .await
+        .with_context(|| format!("cannot terminate `{name}`"))?;
+    printer.info(format!("Termination of `{name}` requested."));
+    let mut status = InstanceStatus::Terminating;
+    if !args.no_wait {
+        let spinner = printer.spinner(format!(
+            "Waiting for Lambda to confirm `{name}` is terminated"
+        ));
+        let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT.mul_f64(settings.wait_scale);
+        let poll = Duration::from_secs(3)
+            .mul_f64(settings.wait_scale)
+            .max(Duration::from_millis(100));
+        loop {
+            match client.get_instance(&instance.id).await {
+                Ok(current) if current.status == InstanceStatus::Terminated => {
+                    status = InstanceStatus::Terminated;
+                    break;
+                }
+                Err(error) if error.kind() == ErrorKind::NotFound => {
+                    status = InstanceStatus::Terminated;
+                    break;
+                }
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(poll).await;
+        }
+        if let Some(spinner) = spinner {
+            spinner.finish_and_clear();
+        }
+        if status != InstanceStatus::Terminated {
+            return Err(UserError::new(format!("Lambda has not confirmed that `{name}` is terminated"))
+                .hint("check with `soong status` in a minute; Lambda stops billing once it is `terminated`")
+                .into());
+        }
+    }
+    if printer.json() {
+        printer.json_value(&json!({"id": instance.id, "name": name, "status": status.as_str()}));
+    } else if status == InstanceStatus::Terminated {
+        printer.info(format!("`{name}` is terminated; billing has stopped."));
+    }
+    Ok(ExitStatus::Success)
 }

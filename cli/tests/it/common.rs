@@ -90,6 +90,7 @@ impl TestContext {
             ),
             (r"127\.\d+\.\d+\.\d+:\d+".to_owned(), "[ADDR]".to_owned()),
             (r"\b[0-9a-f]{32}\b".to_owned(), "[ID]".to_owned()),
+            (r"\b1[0-9]{9}\b".to_owned(), "[UNIX]".to_owned()),
             (
                 r"soong-[a-z0-9.-]+-[0-9a-f]{6}\b".to_owned(),
                 "[NAME]".to_owned(),

@@ -5,4 +5,6 @@
 mod common;
 mod config;
 mod help;
+mod manage;
 mod models;
+mod start;

@@ -1,0 +1,206 @@
+//! `status`, `stop` and `extend` touch only soong-managed instances.
+
+use lambda_cloud::types::Tag;
+use lambda_sim::{NewInstance, SimConfig};
+
+use crate::common::TestContext;
+use crate::soong_snapshot;
+
+fn managed(name: &str) -> NewInstance {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    NewInstance {
+        name: Some(name.to_owned()),
+        tags: vec![
+            Tag::new("soong:managed", "true"),
+            Tag::new("soong:launched-at", (now - 600).to_string()),
+            Tag::new("soong:hard-deadline", (now + 8 * 3600 - 600).to_string()),
+            Tag::new("soong:lease-deadline", (now + 4 * 3600 - 600).to_string()),
+            Tag::new("soong:model", "llama-3.1-8b"),
+        ],
+        ..NewInstance::default()
+    }
+}
+
+fn unmanaged(name: &str) -> NewInstance {
+    NewInstance {
+        name: Some(name.to_owned()),
+        ..NewInstance::default()
+    }
+}
+
+#[test]
+fn status_without_instances_says_how_to_start_one() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    soong_snapshot!(context, ["status"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+
+        ----- stderr -----
+        No soong instances. `soong start` launches one.
+    "#);
+}
+
+#[test]
+fn status_shows_a_dead_daemon_loudly_and_ignores_other_instances() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    context
+        .sim()
+        .insert_instance(managed("soong-test-000001"))
+        .unwrap();
+    context
+        .sim()
+        .insert_instance(unmanaged("training-run"))
+        .unwrap();
+    soong_snapshot!(context, ["status"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+         NAME               ID                                STATUS  GPU         REGION     UPTIME   COST   AT SHUTDOWN  SHUTDOWN                                                     IDLE  LEASE LEFT
+         [NAME]  [ID]  active  gpu_1x_a10  us-west-1  [DURATION]  $0.12  $6.00        DAEMON DEAD: only the hard deadline ([CLOCK]) stops it  ?     ?
+
+        ----- stderr -----
+        warning: the daemon of `[NAME]` does not answer (the daemon at http://[ADDR] did not answer); it is billing without idle or lease enforcement. Stop it with `soong stop --instance [NAME]` if it is not needed
+    "#);
+}
+
+#[test]
+fn status_json_reports_an_unreachable_daemon() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    context
+        .sim()
+        .insert_instance(managed("soong-test-000001"))
+        .unwrap();
+    context
+        .sim()
+        .insert_instance(unmanaged("training-run"))
+        .unwrap();
+    let output = context.run(&["status", "--json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        crate::common::render(&output)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["name"], "soong-test-000001");
+    assert_eq!(rows[0]["daemon"]["reachable"], false);
+    assert_eq!(rows[0]["model"], "llama-3.1-8b");
+    assert!(rows[0]["cost_so_far_cents"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn stop_terminates_the_only_soong_instance_and_nothing_else() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    let ours = context
+        .sim()
+        .insert_instance(managed("soong-test-000001"))
+        .unwrap();
+    let theirs = context
+        .sim()
+        .insert_instance(unmanaged("training-run"))
+        .unwrap();
+    let output = context.run(&["stop", "-y"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        crate::common::render(&output)
+    );
+    let billing = context.sim().billing();
+    let running = |id: &str| {
+        billing
+            .iter()
+            .find(|b| b.instance_id == id)
+            .unwrap()
+            .running
+    };
+    assert!(!running(&ours));
+    assert!(running(&theirs));
+}
+
+#[test]
+fn stop_refuses_an_instance_soong_did_not_launch() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    context
+        .sim()
+        .insert_instance(unmanaged("training-run"))
+        .unwrap();
+    soong_snapshot!(context, ["stop", "-y", "--instance", "training-run"], @r#"
+        success: false
+        exit_code: 1
+        ----- stdout -----
+
+        ----- stderr -----
+        error: instance `training-run` was not launched by soong (it has no `soong:managed` tag)
+
+        hint: soong only stops instances it launched; use Lambda's console for others
+    "#);
+}
+
+#[test]
+fn stop_without_a_terminal_needs_yes() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    context
+        .sim()
+        .insert_instance(managed("soong-test-000001"))
+        .unwrap();
+    soong_snapshot!(context, ["stop"], @r#"
+        success: false
+        exit_code: 2
+        ----- stdout -----
+
+        ----- stderr -----
+        error: refusing to terminate an instance without confirmation: stdin is not a terminal
+
+        hint: pass `--yes` (`-y`) to confirm in advance
+    "#);
+}
+
+#[test]
+fn several_instances_need_an_instance_flag() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    context
+        .sim()
+        .insert_instance(managed("soong-test-000001"))
+        .unwrap();
+    context
+        .sim()
+        .insert_instance(managed("soong-test-000002"))
+        .unwrap();
+    soong_snapshot!(context, ["extend", "1"], @r#"
+        success: false
+        exit_code: 2
+        ----- stdout -----
+
+        ----- stderr -----
+        error: 2 soong instances are running; which one to extend is ambiguous:
+          [NAME] ([ID], gpu_1x_a10, us-west-1, active)
+          [NAME] ([ID], gpu_1x_a10, us-west-1, active)
+
+        hint: pass `--instance <ID|NAME>`
+    "#);
+}
+
+#[test]
+fn ssh_access_is_refused_honestly() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    let text = std::fs::read_to_string(&context.config)
+        .unwrap()
+        .replace("access: direct", "access: ssh");
+    std::fs::write(&context.config, text).unwrap();
+    context
+        .sim()
+        .insert_instance(managed("soong-test-000001"))
+        .unwrap();
+    soong_snapshot!(context, ["extend", "1"], @r#"
+        success: false
+        exit_code: 1
+        ----- stdout -----
+
+        ----- stderr -----
+        error: reaching the daemon over SSH is not yet supported
+
+        hint: set `status_daemon.access: direct` in the config (the daemon must listen on the instance's address)
+    "#);
+}
