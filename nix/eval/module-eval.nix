@@ -22,6 +22,7 @@ let
   };
 
   secrets = {
+    enable = true;
     apiKeyFile = "/run/keys/lambda-api-key";
     tokenFile = "/run/keys/soong-token";
     instance.name = "soong-eval";
@@ -58,10 +59,10 @@ let
     disabled = evaluate (secrets // { enable = false; });
     openFirewallOnAllAddresses = evaluate (secrets // { listen = "0.0.0.0:8080"; openFirewall = true; });
     openFirewallOnLoopback = evaluate (secrets // { openFirewall = true; });
-    noSecrets = evaluate { instance.name = "soong-eval"; };
+    noSecrets = evaluate { enable = true; instance.name = "soong-eval"; };
     leaseOverMaxLease = evaluate (secrets // { policy.lease = "9h"; });
     maxLeaseOverHardTimeout = evaluate (secrets // { policy.maxLease = "10h"; });
-    maxLeaseOverHardTimeoutViaSettings = evaluate (secrets // { settings.policy.max_lease = "1h 30m"; settings.policy.hard_timeout = "1h"; });
+    maxLeaseOverHardTimeoutViaSettings = evaluate (secrets // { settings.policy = { lease = "1h"; max_lease = "1h 30m"; hard_timeout = "1h"; }; });
     zeroIdleTimeout = evaluate (secrets // { policy.idleTimeout = "0s"; });
     storePathSecret = evaluate (secrets // { apiKeyFile = "${builtins.storeDir}/00000000000000000000000000000000-lambda-api-key"; });
     literalSecret = evaluate (secrets // { tokenFile = "s3cr3t-literal-token"; });

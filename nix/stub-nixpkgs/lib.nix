@@ -56,9 +56,10 @@ let
     if m == null then throw "Could not convert ${s} to int." else builtins.fromJSON (head m);
   removePrefix = pref: s:
     if hasPrefix pref s then substring (stringLength pref) (stringLength s) s else s;
+  # As nixpkgs: escapes `\[{()^$?*+|.` (not `]` or `}`).
   escapeRegex = builtins.replaceStrings
-    [ "\\" "[" "]" "{" "}" "(" ")" "." "*" "+" "?" "^" "$" "|" ]
-    [ "\\\\" "\\[" "\\]" "\\{" "\\}" "\\(" "\\)" "\\." "\\*" "\\+" "\\?" "\\^" "\\$" "\\|" ];
+    [ "\\" "[" "{" "(" ")" "^" "$" "?" "*" "+" "|" "." ]
+    [ "\\\\" "\\[" "\\{" "\\(" "\\)" "\\^" "\\$" "\\?" "\\*" "\\+" "\\|" "\\." ];
   splitString = sep: s: filter isString (builtins.split (escapeRegex sep) s);
   escapeShellArg = arg: "'${builtins.replaceStrings [ "'" ] [ "'\\''" ] (toString arg)}'";
   escapeShellArgs = args: concatStringsSep " " (map escapeShellArg args);
