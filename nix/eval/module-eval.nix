@@ -77,60 +77,89 @@ let
 
   shippedUnitPath = self + "/systemd/soong-daemon.service.in";
   shippedUnitExists = builtins.pathExists shippedUnitPath;
-  # [Service] directives of a unit file: { Key = [ "value" ... ]; } in order,
-  # with backslash continuations joined and comments dropped.
-  parseServiceSection = text:
+  daemonPackage = self.packages.${pkgs.stdenv.hostPlatform.system}.soong-daemon;
+
+  # A unit file as { Section = { Key = [ "value" ... ]; }; }, values in file
+  # order, backslash continuations joined, comments and blank lines dropped.
+  parseUnit = text:
     let
       joined = builtins.replaceStrings [ "\\\n" ] [ " " ] text;
       lines = lib.filter builtins.isString (builtins.split "\n" joined);
       step = acc: line:
         let
-          section = builtins.match "[[:space:]]*\\[([A-Za-z]+)\\][[:space:]]*" line;
+          section = builtins.match "[[:space:]]*[[]([A-Za-z]+)[]][[:space:]]*" line;
           directive = builtins.match "[[:space:]]*([A-Za-z]+)[[:space:]]*=[[:space:]]*(.*[^[:space:]]|)[[:space:]]*" line;
+          key = builtins.elemAt directive 0;
+          current = acc.sections.${acc.section} or { };
         in
         if section != null then acc // { section = builtins.head section; }
-        else if directive == null || acc.section != "Service" then acc
-        else
-          let key = builtins.elemAt directive 0; in
-          acc // { directives = acc.directives // { ${key} = (acc.directives.${key} or [ ]) ++ [ (builtins.elemAt directive 1) ]; }; };
+        else if directive == null || acc.section == null then acc
+        else acc // {
+          sections = acc.sections // {
+            ${acc.section} = current // { ${key} = (current.${key} or [ ]) ++ [ (builtins.elemAt directive 1) ]; };
+          };
+        };
     in
-    (builtins.foldl' step { section = null; directives = { }; } lines).directives;
+    (builtins.foldl' step { section = null; sections = { }; } lines).sections;
 
-  # Both sides as the words systemd reads: booleans as true/false, lists and
-  # space-separated values as separate words, so `X=a b` equals `X=a` `X=b`
-  # (true of every list-valued directive the unit uses).
-  normaliseWord = w: { yes = "true"; on = "true"; "1" = "true"; no = "false"; off = "false"; "0" = "false"; }.${w} or w;
-  words = values: map normaliseWord (lib.filter (w: builtins.isString w && w != "") (lib.concatMap (v: builtins.split "[[:space:]]+" v) values));
+  # The template filled in the way the module fills it in.
+  shippedUnit = parseUnit (builtins.replaceStrings
+    [ "@bindir@" "@config@" ]
+    [ "${daemonPackage}/bin" "/etc/soong/daemon.yaml" ]
+    (builtins.readFile shippedUnitPath));
+
+  # Values as systemd reads them: booleans as true/false; each line split
+  # into words. A directive's lines are compared as one list of words (so
+  # `X=a b` equals `X=a` + `X=b`), except where a line starts with `~`,
+  # which negates that whole line: then line by line.
+  normaliseWord = w: { yes = "true"; on = "true"; no = "false"; off = "false"; }.${w} or w;
+  lineWords = v: map normaliseWord (lib.filter (w: builtins.isString w && w != "") (builtins.split "[[:space:]]+" v));
+  negates = values: lib.any (v: lib.hasPrefix "~" v) values;
+  comparable = values: if negates values then map lineWords values else lib.concatMap lineWords values;
+  sameValues = a: b:
+    if negates a || negates b then map lineWords a == map lineWords b
+    else comparable a == comparable b;
   moduleValues = v:
     if builtins.isBool v then [ (if v then "true" else "false") ]
     else if builtins.isList v then lib.concatMap moduleValues v
     else [ (toString v) ];
 
-  # Directives whose values differ by design between the template and the
-  # module; their shape is checked separately below.
-  # ExecStart: @bindir@ there, the package's store path here.
-  # LoadCredential: the template's source paths versus the module's options.
-  hostSpecific = [ "ExecStart" "LoadCredential" ];
-
   drift =
     let
-      shipped = parseServiceSection (builtins.readFile shippedUnitPath);
-      ours = lib.mapAttrs (_: moduleValues) scenarios.minimal.unit.serviceConfig;
+      shipped = shippedUnit.Service or { };
+      # The full scenario configures a worker, so it loads all credentials.
+      unit = scenarios.full.unit;
+      ours = lib.mapAttrs (_: moduleValues) unit.serviceConfig;
       keys = lib.unique (builtins.attrNames shipped ++ builtins.attrNames ours);
-      compared = lib.filter (k: !(builtins.elem k hostSpecific)) keys;
-      differs = k: words (shipped.${k} or [ ]) != words (ours.${k} or [ ]);
+      # LoadCredential's sources are host-specific: compare the names only.
+      compared = lib.filter (k: k != "LoadCredential") keys;
       credentialNames = values: map (v: builtins.head (lib.splitString ":" v)) values;
-      execArgs = values: lib.tail (words values);
+      mismatch = directive: shippedValue: moduleValue: { inherit directive; shipped = shippedValue; module = moduleValue; };
+      # [Unit] and [Install] directives and the NixOS options that write them.
+      unitOptions = {
+        Description = [ unit.description ];
+        Documentation = unit.documentation;
+        Wants = unit.wants;
+        After = unit.after;
+        StartLimitIntervalSec = [ (toString unit.startLimitIntervalSec) ];
+      };
+      installOptions.WantedBy = unit.wantedBy;
+      compareSection = name: options:
+        let
+          section = shippedUnit.${name} or { };
+          sectionKeys = lib.unique (builtins.attrNames section ++ builtins.attrNames options);
+        in
+        map (k: mismatch "[${name}] ${k}" (section.${k} or null) (options.${k} or null))
+          (lib.filter (k: !(sameValues (section.${k} or [ ]) (options.${k} or [ ]))) sectionKeys);
     in
     {
-      inherit shipped;
-      mismatches = map
-        (k: { directive = k; shipped = shipped.${k} or null; module = ours.${k} or null; })
-        (lib.filter differs compared)
-      ++ lib.optional (credentialNames (shipped.LoadCredential or [ ]) != credentialNames ours.LoadCredential)
-        { directive = "LoadCredential (names)"; shipped = shipped.LoadCredential or null; module = ours.LoadCredential; }
-      ++ lib.optional (execArgs (shipped.ExecStart or [ ]) != execArgs ours.ExecStart)
-        { directive = "ExecStart (arguments)"; shipped = shipped.ExecStart or null; module = ours.ExecStart; };
+      mismatches =
+        map (k: mismatch "[Service] ${k}" (shipped.${k} or null) (ours.${k} or null))
+          (lib.filter (k: !(sameValues (shipped.${k} or [ ]) (ours.${k} or [ ]))) compared)
+        ++ lib.optional (credentialNames (shipped.LoadCredential or [ ]) != credentialNames ours.LoadCredential)
+          (mismatch "[Service] LoadCredential (names)" (shipped.LoadCredential or null) ours.LoadCredential)
+        ++ compareSection "Unit" unitOptions
+        ++ compareSection "Install" installOptions;
     };
 
   # ---- expectations ---------------------------------------------------------
@@ -151,8 +180,8 @@ let
       (sc.Type == "notify" && sc ? WatchdogSec && sc.Restart == "always"))
     (expect "secrets reach the unit only through LoadCredential"
       (sc.LoadCredential == [
-        "lambda-api-key:/run/keys/lambda-api-key"
         "token:/run/keys/soong-token"
+        "lambda-api-key:/run/keys/lambda-api-key"
         "worker-token:/run/keys/worker-token"
       ]))
     (expect "the unit runs as a dynamic user with its state directory"
@@ -232,7 +261,7 @@ let
       (onlyFails scenarios.workerWithoutToken "worker.url and worker.tokenFile go together"))
     (expect "a config without instance id or name fails"
       (onlyFails scenarios.noIdentity "set instance.id or instance.name"))
-    (expect "the unit's [Service] directives match systemd/soong-daemon.service.in"
+    (expect "the unit matches systemd/soong-daemon.service.in (is it tracked by git?)"
       (shippedUnitExists && drift.mismatches == [ ]))
   ];
 
