@@ -51,10 +51,11 @@
 
       # `nix run .#soong -- start`
       apps = forAllSystems (pkgs:
-        let soong = {
-          type = "app";
-          program = "${self.packages.${pkgs.stdenv.hostPlatform.system}.soong}/bin/soong";
-        };
+        let
+          soong = {
+            type = "app";
+            program = "${self.packages.${pkgs.stdenv.hostPlatform.system}.soong}/bin/soong";
+          };
         in
         { inherit soong; default = soong; });
 

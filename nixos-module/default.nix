@@ -62,8 +62,8 @@ let
   asPathString = value: if builtins.isPath value then toString value else value;
 
   secretFiles = lib.filter (s: s.value != null) [
-    { option = "apiKeyFile"; credential = "lambda-api-key"; value = cfg.apiKeyFile; }
     { option = "tokenFile"; credential = "token"; value = cfg.tokenFile; }
+    { option = "apiKeyFile"; credential = "lambda-api-key"; value = cfg.apiKeyFile; }
     { option = "worker.tokenFile"; credential = "worker-token"; value = cfg.worker.tokenFile; }
   ];
 
@@ -120,6 +120,37 @@ let
         message = "services.soong-daemon: activity.sampleInterval is longer than policy.idleTimeout; idleness could not be measured.";
       }
     ];
+
+  # DESIGN.md §3.2's keys, from the typed options.
+  settingsFromOptions = {
+    inherit (cfg) listen;
+    token_file = "${credentialsDir}/token";
+    lambda = {
+      api_url = cfg.apiUrl;
+      api_key_file = "${credentialsDir}/lambda-api-key";
+    };
+    instance = lib.filterAttrs (_: v: v != null) {
+      inherit (cfg.instance) id name;
+      launched_at = cfg.instance.launchedAt;
+    };
+    policy = {
+      idle_timeout = cfg.policy.idleTimeout;
+      inherit (cfg.policy) lease;
+      max_lease = cfg.policy.maxLease;
+      hard_timeout = cfg.policy.hardTimeout;
+    };
+    activity = {
+      inherit (cfg.activity) ports terminals;
+      sample_interval = cfg.activity.sampleInterval;
+    };
+    state_dir = cfg.stateDir;
+  } // lib.optionalAttrs (cfg.worker.url != null) {
+    worker = {
+      inherit (cfg.worker) url;
+      token_file = "${credentialsDir}/worker-token";
+      heartbeat_interval = cfg.worker.heartbeatInterval;
+    };
+  };
 
   listenPort = lib.toInt (lib.last (builtins.match "(.*):([0-9]+)" cfg.listen));
   listensOnLoopback = builtins.match "(127[.][0-9.]+|[[]::1[]]|localhost):[0-9]+" cfg.listen != null;
@@ -254,6 +285,9 @@ in
     };
 
     settings = lib.mkOption {
+      # JSON values: what YAML can hold that the daemon reads. The file is
+      # written by ./yaml.nix rather than pkgs.formats.yaml.generate (why:
+      # see there).
       type = lib.types.submodule {
         freeformType = (pkgs.formats.json { }).type;
       };
@@ -274,35 +308,10 @@ in
   };
 
   config = lib.mkIf cfg.enable {
-    services.soong-daemon.settings = lib.mapAttrs (_: lib.mkDefault) {
-      inherit (cfg) listen;
-      token_file = "${credentialsDir}/token";
-      state_dir = cfg.stateDir;
-    } // {
-      lambda = lib.mapAttrs (_: lib.mkDefault) {
-        api_url = cfg.apiUrl;
-        api_key_file = "${credentialsDir}/lambda-api-key";
-      };
-      instance = lib.mapAttrs (_: lib.mkDefault) (lib.filterAttrs (_: v: v != null) {
-        inherit (cfg.instance) id name;
-        launched_at = cfg.instance.launchedAt;
-      });
-      policy = lib.mapAttrs (_: lib.mkDefault) {
-        idle_timeout = cfg.policy.idleTimeout;
-        inherit (cfg.policy) lease;
-        max_lease = cfg.policy.maxLease;
-        hard_timeout = cfg.policy.hardTimeout;
-      };
-      activity = lib.mapAttrs (_: lib.mkDefault) {
-        inherit (cfg.activity) ports terminals;
-        sample_interval = cfg.activity.sampleInterval;
-      };
-      worker = lib.mkIf (cfg.worker.url != null) (lib.mapAttrs (_: lib.mkDefault) {
-        inherit (cfg.worker) url;
-        token_file = "${credentialsDir}/worker-token";
-        heartbeat_interval = cfg.worker.heartbeatInterval;
-      });
-    };
+    # Priority of mkDefault on every key, so a value in `settings` wins.
+    services.soong-daemon.settings = lib.mapAttrs
+      (_: value: if builtins.isAttrs value then lib.mapAttrs (_: lib.mkDefault) value else lib.mkDefault value)
+      settingsFromOptions;
 
     assertions = [
       {
@@ -343,51 +352,73 @@ in
 
     networking.firewall.allowedTCPPorts = lib.optional cfg.openFirewall listenPort;
 
+    # Mirrors systemd/soong-daemon.service.in directive for directive
+    # (nix/eval/module-eval.nix fails on any difference). Only what is
+    # host-specific differs: the store path in ExecStart, and LoadCredential,
+    # which takes its sources from the *File options and loads worker-token
+    # only when a worker is configured (a missing credential file would stop
+    # the unit from starting).
     systemd.services.soong-daemon = {
-      description = "soong-daemon: terminates this Lambda Cloud instance when idle or out of lease";
-      documentation = [ "https://github.com/soong-dev/soong" ];
-      wantedBy = [ "multi-user.target" ];
+      description = "soong-daemon: terminates this instance when idle, at lease end or at its hard timeout";
       wants = [ "network-online.target" ];
       after = [ "network-online.target" ];
+      wantedBy = [ "multi-user.target" ];
+      # A cost guard never gives up restarting: no start rate limit.
+      startLimitIntervalSec = 0;
       restartTriggers = [ checkedConfigFile ];
 
       serviceConfig = {
         Type = "notify";
+        NotifyAccess = "main";
         ExecStart = "${lib.getExe cfg.package} --config ${configPath}";
-        # The enforcement loop itself pings (WATCHDOG=1): a hung loop, not
-        # only a dead process, gets the daemon restarted.
+        # READY=1 once the listener is bound and the state loaded; WATCHDOG=1
+        # from the enforcement loop, so a hung loop (not just a dead process)
+        # is restarted.
         WatchdogSec = "30s";
+        TimeoutStartSec = "90s";
+        TimeoutStopSec = "30s";
         Restart = "always";
         RestartSec = "2s";
+        Environment = [ "SOONG_LOG=info" ];
 
+        # Copied by systemd into ${credentialsDir}/, readable by this service
+        # only; the config names them there.
         LoadCredential = map (s: "${s.credential}:${asPathString s.value}") secretFiles;
 
         DynamicUser = true;
         StateDirectory = lib.removePrefix "/var/lib/" cfg.stateDir;
         StateDirectoryMode = "0700";
+        UMask = "0077";
 
+        # The daemon needs TCP out (the Lambda API, the worker), its listener,
+        # netlink sock_diag (AF_NETLINK: connections on the activity ports),
+        # /dev/pts (terminal activity) and /proc/stat (boot time).
+        CapabilityBoundingSet = "";
+        AmbientCapabilities = "";
         NoNewPrivileges = true;
         ProtectSystem = "strict";
         ProtectHome = true;
         PrivateTmp = true;
-        CapabilityBoundingSet = "";
-        # AF_NETLINK: activity sampling asks the kernel for sockets (sock_diag).
+        PrivateDevices = true;
+        PrivateUsers = true;
+        PrivateIPC = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectProc = "invisible";
         RestrictAddressFamilies = [ "AF_INET" "AF_INET6" "AF_UNIX" "AF_NETLINK" ];
-        SystemCallFilter = [ "@system-service" ];
-        SystemCallArchitectures = "native";
-        LockPersonality = true;
-        MemoryDenyWriteExecute = true;
         RestrictNamespaces = true;
         RestrictRealtime = true;
         RestrictSUIDSGID = true;
-        ProtectClock = true;
-        ProtectControlGroups = true;
-        ProtectHostname = true;
-        ProtectKernelLogs = true;
-        ProtectKernelModules = true;
-        ProtectKernelTunables = true;
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
         RemoveIPC = true;
-        UMask = "0077";
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [ "@system-service" "~@privileged @resources" ];
+        SystemCallErrorNumber = "EPERM";
       };
     };
   };

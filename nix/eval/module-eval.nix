@@ -138,7 +138,7 @@ let
       # [Unit] and [Install] directives and the NixOS options that write them.
       unitOptions = {
         Description = [ unit.description ];
-        Documentation = unit.documentation;
+        Documentation = unit.documentation or [ ];
         Wants = unit.wants;
         After = unit.after;
         StartLimitIntervalSec = [ (toString unit.startLimitIntervalSec) ];

@@ -7,8 +7,8 @@
 let
   inherit (builtins)
     all any attrNames concatLists concatStringsSep elem elemAt filter foldl'
-    genList head isAttrs isBool isFunction isInt isList isPath isString
-    length listToAttrs map match stringLength substring tail throw toJSON;
+    head isAttrs isBool isFunction isInt isList isPath isString
+    length listToAttrs map match stringLength substring tail toJSON;
 
   # ---- attrsets, lists, strings ---------------------------------------
 
@@ -68,7 +68,8 @@ let
   getExe = drv: "${drv}/bin/${drv.meta.mainProgram or drv.pname or drv.name}";
   makeBinPath = paths: concatStringsSep ":" (map (p: "${p}/bin") paths);
   toUpper = builtins.replaceStrings
-    (lowerChars) (upperChars);
+    (lowerChars)
+    (upperChars);
   lowerChars = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
   upperChars = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
 
@@ -87,12 +88,13 @@ let
       path = if isList default then default else [ default ];
       shown = concatStringsSep "." path;
     in
-    mkOption {
-      type = if nullable then types.nullOr types.package else types.package;
-      default = attrByPath path (throw "pkgs.${shown} cannot be found in pkgs") pkgs;
-      defaultText = literalExpression "pkgs.${shown}";
-      description = "The ${name} package to use.${extraDescription}";
-    } // optionalAttrs (example != null) { inherit example; };
+    mkOption
+      {
+        type = if nullable then types.nullOr types.package else types.package;
+        default = attrByPath path (throw "pkgs.${shown} cannot be found in pkgs") pkgs;
+        defaultText = literalExpression "pkgs.${shown}";
+        description = "The ${name} package to use.${extraDescription}";
+      } // optionalAttrs (example != null) { inherit example; };
   literalExpression = text: { _type = "literalExpression"; inherit text; };
   literalMD = text: { _type = "literalMD"; inherit text; };
 
@@ -174,12 +176,13 @@ let
 
   mergeEqualOption = loc: defs:
     if defs == [ ] then throw "option `${showOption loc}' has no definitions"
-    else foldl'
-      (v: d:
-        if d.value == v then v
-        else throw "The option `${showOption loc}' has conflicting definition values (in `${d.file}').")
-      (head defs).value
-      (tail defs);
+    else
+      foldl'
+        (v: d:
+          if d.value == v then v
+          else throw "The option `${showOption loc}' has conflicting definition values (in `${d.file}').")
+        (head defs).value
+        (tail defs);
   mergeOneOption = loc: defs:
     if defs == [ ] then throw "option `${showOption loc}' has no definitions"
     else if length defs == 1 then (head defs).value
@@ -328,7 +331,6 @@ let
     };
     submodule = m: submoduleWith { modules = if isList m then m else [ m ]; };
   };
-  inherit (types) addCheck;
 
   # ---- the module system --------------------------------------------------
 

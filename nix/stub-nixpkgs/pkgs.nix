@@ -25,7 +25,7 @@ in
   writeText = name: text: mkDrv name { inherit text; };
   runCommand = name: env: buildCommand:
     mkDrv name (env // { inherit buildCommand; } // (env.passthru or { }));
-  writeShellApplication = { name, text, ... }@args: mkDrv name (args // { meta.mainProgram = name; });
+  writeShellApplication = { name, ... }@args: mkDrv name (args // { meta.mainProgram = name; });
   mkShell = args: mkDrv (args.name or "nix-shell") args;
   rustPlatform.buildRustPackage = args:
     mkDrv "${args.pname}-${args.version}" (args // { meta = (args.meta or { }) // { mainProgram = args.meta.mainProgram or args.pname; }; });

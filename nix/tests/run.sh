@@ -10,8 +10,10 @@
 # 4. evaluates the flake with nix/stub-nixpkgs in place of nixpkgs: the
 #    module's expectations and its drift check against the shipped unit
 #    (nix/eval/module-eval.nix), then every package, app, shell and check;
-# 5. proves the drift check can fail, on a copy with a changed unit;
-# 6. `deadnix --fail` and `nixpkgs-fmt --check` (installed with
+# 5. runs `soong-daemon check-config` on the generated configs (the binary
+#    from target/, or $SOONG_DAEMON, or built here);
+# 6. proves the drift check can fail, on a copy with a changed unit;
+# 7. `deadnix --fail` and `nixpkgs-fmt --check` (installed with
 #    `cargo install --locked` when missing: about 3 minutes on 2 cores).
 #
 # The flake is evaluated from a copy of the files git tracks plus untracked,
@@ -85,6 +87,25 @@ if not result["shippedUnitExists"]:
     print("\nsystemd/soong-daemon.service.in is not in the flake's source")
 sys.exit(1 if result["failures"] else 0)
 EOF
+
+step "the generated configs pass the daemon's own check-config"
+daemon=${SOONG_DAEMON:-}
+if [ -z "$daemon" ]; then
+  for candidate in target/debug/soong-daemon target/release/soong-daemon; do
+    [ -x "$candidate" ] && daemon=$candidate && break
+  done
+fi
+if [ -z "$daemon" ]; then
+  echo "building soong-daemon (set SOONG_DAEMON to use a built one)"
+  cargo build --quiet --locked -p soong-daemon
+  daemon=target/debug/soong-daemon
+fi
+for scenario in minimal full settingsWin stateDirElsewhere; do
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["scenarios"][sys.argv[2]]["configText"], end="")' \
+    "$work/result.json" "$scenario" >"$work/$scenario.yaml"
+  "$daemon" check-config "$work/$scenario.yaml" >/dev/null || fail "soong-daemon check-config refuses the $scenario config"
+  echo "ok: $scenario"
+done
 
 step "every flake output evaluates, for both systems"
 for system in x86_64-linux aarch64-linux; do
