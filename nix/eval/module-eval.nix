@@ -267,8 +267,19 @@ let
 
   failures = map (e: e.name) (lib.filter (e: !e.ok) expectations);
 
+  # What run.sh prints: one line per expectation, then any drift.
+  report = builtins.concatStringsSep "\n"
+    (
+      map (e: (if e.ok then "ok   " else "FAIL ") + e.name) expectations
+        ++ lib.optionals (shippedUnitExists && drift.mismatches != [ ]) (
+        [ "" "directives that differ from systemd/soong-daemon.service.in:" ]
+          ++ map (m: "  ${m.directive}: shipped ${builtins.toJSON m.shipped}, module ${builtins.toJSON m.module}") drift.mismatches
+      )
+        ++ lib.optional (!shippedUnitExists) "\nsystemd/soong-daemon.service.in is not in the flake's source (is it tracked by git?)"
+    ) + "\n";
+
   result = {
-    inherit expectations failures shippedUnitExists;
+    inherit expectations failures shippedUnitExists report;
     drift = if shippedUnitExists then drift else null;
     scenarios = lib.mapAttrs (_: s: removeAttrs s [ "unit" ] // { serviceConfig = if s.unit == null then null else s.unit.serviceConfig; }) scenarios;
   };

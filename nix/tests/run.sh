@@ -49,44 +49,39 @@ for f in "${nix_files[@]}"; do
 done
 echo ok
 
-step "flake.lock is read offline and pins nixpkgs"
-metadata=$(nix flake metadata --json "$root") || fail "nix flake metadata cannot read flake.lock offline"
-python3 - "$metadata" <<'EOF'
-import json, sys
-meta = json.loads(sys.argv[1])
-node = meta["locks"]["nodes"]["nixpkgs"]
-assert node["locked"]["rev"] == "25f538306313eae3927264466c70d7001dcea1df", node["locked"]
-assert node["locked"]["narHash"] == "sha256-ZsIrKmhp4vbBXoXXmR/tBXA/UCsAQiJL9vsgZEduhVY=", node["locked"]
-assert node["original"] == {"owner": "NixOS", "ref": "nixos-25.11", "repo": "nixpkgs", "type": "github"}, node["original"]
-print("ok: nixpkgs", node["original"]["ref"], "at", node["locked"]["rev"][:12])
-EOF
-
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+step "flake.lock is read offline and pins nixpkgs"
+nix flake metadata --json "$root" >"$work/metadata.json" || fail "nix flake metadata cannot read flake.lock offline"
+nix-instantiate --eval --strict --json -E '
+  let
+    node = (builtins.fromJSON (builtins.readFile '"$work/metadata.json"')).locks.nodes.nixpkgs;
+    pinned = {
+      rev = "25f538306313eae3927264466c70d7001dcea1df";
+      narHash = "sha256-ZsIrKmhp4vbBXoXXmR/tBXA/UCsAQiJL9vsgZEduhVY=";
+      original = { owner = "NixOS"; ref = "nixos-25.11"; repo = "nixpkgs"; type = "github"; };
+    };
+  in
+  if node.locked.rev == pinned.rev && node.locked.narHash == pinned.narHash && node.original == pinned.original
+  then "ok: nixpkgs ${node.original.ref} at ${node.locked.rev}"
+  else throw "flake.lock does not hold the pin of nix-pins.md: ${builtins.toJSON node}"' | tr -d '"' || fail "flake.lock"
+
 snapshot() { # copy the tracked and untracked, non-ignored files to $1
   mkdir -p "$1"
   git ls-files -co --exclude-standard -z | tar --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -xf - -C "$1"
 }
 snapshot "$work/src"
 stub=(--override-input nixpkgs "path:$work/src/nix/stub-nixpkgs" --no-write-lock-file)
-evaljson() { nix eval --json "path:$1#$2" --override-input nixpkgs "path:$1/nix/stub-nixpkgs" --no-write-lock-file 2>"$work/stderr" ||
-  { cat "$work/stderr" >&2; fail "nix eval $2"; }; }
+# Runs a command, showing its stderr (Nix's warnings about the overridden
+# input, say) only when it fails.
+quiet() { "$@" 2>"$work/stderr" || { cat "$work/stderr" >&2; fail "$*"; }; }
+evaljson() { quiet nix eval --json "path:$1#$2" --override-input nixpkgs "path:$1/nix/stub-nixpkgs" --no-write-lock-file; }
 
 step "the NixOS module, evaluated with the stub nixpkgs (nix/eval/module-eval.nix)"
-evaljson "$work/src" checks.x86_64-linux.module-eval.passthru.result >"$work/result.json"
-python3 - "$work/result.json" <<'EOF'
-import json, sys
-result = json.load(open(sys.argv[1]))
-for e in result["expectations"]:
-    print(("ok   " if e["ok"] else "FAIL ") + e["name"])
-if result["drift"] and result["drift"]["mismatches"]:
-    print("\ndirectives that differ from systemd/soong-daemon.service.in:")
-    for m in result["drift"]["mismatches"]:
-        print(f'  {m["directive"]}: shipped {m["shipped"]!r}, module {m["module"]!r}')
-if not result["shippedUnitExists"]:
-    print("\nsystemd/soong-daemon.service.in is not in the flake's source")
-sys.exit(1 if result["failures"] else 0)
-EOF
+result=checks.x86_64-linux.module-eval.passthru.result
+quiet nix eval --raw "path:$work/src#$result.report" "${stub[@]}"
+[ "$(quiet nix eval --json "path:$work/src#$result.failures" "${stub[@]}")" = "[]" ] || fail "broken expectations above"
 
 step "the generated configs pass the daemon's own check-config"
 daemon=${SOONG_DAEMON:-}
@@ -101,37 +96,47 @@ if [ -z "$daemon" ]; then
   daemon=target/debug/soong-daemon
 fi
 for scenario in minimal full settingsWin stateDirElsewhere; do
-  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["scenarios"][sys.argv[2]]["configText"], end="")' \
-    "$work/result.json" "$scenario" >"$work/$scenario.yaml"
+  quiet nix eval --raw "path:$work/src#$result.scenarios.$scenario.configText" "${stub[@]}" >"$work/$scenario.yaml"
   "$daemon" check-config "$work/$scenario.yaml" >/dev/null || fail "soong-daemon check-config refuses the $scenario config"
   echo "ok: $scenario"
 done
 
 step "every flake output evaluates, for both systems"
+# Each output is checked by a Nix function given to --apply, which throws
+# the reason on a mismatch.
+output() { # ATTR APPLY
+  quiet nix eval --raw "path:$work/src#$1" "${stub[@]}" --apply "$2"
+  echo
+}
 for system in x86_64-linux aarch64-linux; do
-  evaljson "$work/src" "packages.$system" >/dev/null
-  out=$(nix eval --json "path:$work/src#packages.$system" "${stub[@]}" --apply '
-    ps: builtins.mapAttrs (_: p: { inherit (p) pname cargoBuildFlags; lock = toString p.cargoLock.lockFile; main = p.meta.mainProgram; }) ps' 2>/dev/null)
-  app=$(nix eval --raw "path:$work/src#apps.$system.soong.program" "${stub[@]}" 2>/dev/null)
-  checks=$(nix eval --json "path:$work/src#checks.$system" "${stub[@]}" --apply builtins.attrNames 2>/dev/null)
-  shell=$(nix eval --raw "path:$work/src#devShells.$system.default.name" "${stub[@]}" 2>/dev/null)
-  python3 - "$system" "$out" "$app" "$checks" "$shell" <<'EOF'
-import json, sys
-system, packages, app, checks, shell = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), sys.argv[5]
-for name in ["soong", "soong-daemon", "lambda-sim"]:
-    p = packages[name]
-    assert p["pname"] == name and p["cargoBuildFlags"] == ["-p", name] and p["main"] == name, p
-    assert p["lock"].endswith("/Cargo.lock"), p
-assert packages["default"]["pname"] == "soong", packages["default"]
-assert app.endswith("-soong-0.1.0/bin/soong") or app.endswith("/bin/soong"), app
-assert "soong-daemon" in checks and "module-eval" in checks, checks
-assert {"package-soong", "package-soong-daemon", "package-lambda-sim"} <= set(checks), checks
-print(f"ok: {system}: packages {sorted(packages)}, apps.soong -> {app.split('/', 4)[-1]}, checks {checks}, devShell {shell}")
-EOF
+  output "packages.$system" '
+    packages:
+    let
+      built = name:
+        let p = packages.${name}; in
+        p.pname == name && p.cargoBuildFlags == [ "-p" name ] && p.meta.mainProgram == name
+        && baseNameOf (toString p.cargoLock.lockFile) == "Cargo.lock";
+      bad = builtins.filter (name: !(built name)) [ "soong" "soong-daemon" "lambda-sim" ];
+    in
+    if bad != [ ] then throw "not built from Cargo.lock with -p NAME: ${toString bad}"
+    else if packages.default.pname != "soong" then throw "packages.default is not soong"
+    else "ok: packages.'"$system"': ${toString (builtins.attrNames packages)}"'
+  output "apps.$system.soong" '
+    app:
+    if app.type == "app" && builtins.match "/nix/store/[^/]+-soong-[^/]+/bin/soong" app.program != null
+    then "ok: apps.'"$system"'.soong runs ${app.program}"
+    else throw "apps.soong does not run the soong package: ${app.program}"'
+  output "checks.$system" '
+    checks:
+    let
+      names = builtins.attrNames checks;
+      missing = builtins.filter (c: !(checks ? ${c})) [ "soong-daemon" "module-eval" "package-soong" "package-soong-daemon" "package-lambda-sim" ];
+    in
+    if missing != [ ] then throw "checks lack ${toString missing}"
+    else "ok: checks.'"$system"': ${toString names}"'
+  output "devShells.$system.default" 'shell: "ok: devShells.'"$system"'.default (${shell.name})"'
 done
-nix eval "path:$work/src#nixosModules.default" "${stub[@]}" --apply 'm: builtins.isFunction m' 2>/dev/null | grep -qx true ||
-  fail "nixosModules.default is not a module function"
-echo "ok: nixosModules.default"
+output nixosModules.default 'module: if builtins.isFunction module then "ok: nixosModules.default" else throw "not a module function"'
 
 step "the drift check fails when the shipped unit changes"
 if [ -e systemd/soong-daemon.service.in ]; then
