@@ -60,6 +60,9 @@ pub struct GlobalArgs {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write the config file: asks on a terminal, or takes flags; keeps
+    /// every setting it is not given.
+    Configure(ConfigureArgs),
     /// Launch an instance serving a model, guarded by the soong daemon.
     Start(StartArgs),
     /// Show soong's instances: deadlines, idle time, cost so far.
@@ -104,6 +107,50 @@ pub struct StartArgs {
     /// Print the launch request and user-data (secrets masked) and launch nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `soong configure`.
+#[derive(Debug, Args)]
+pub struct ConfigureArgs {
+    /// The Lambda API key (checked against the API).
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// The Lambda API's base URL.
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
+    /// The default region.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The persistent filesystem to attach (must be in the region).
+    #[arg(long, value_name = "NAME")]
+    pub filesystem: Option<String>,
+    /// Create the filesystem in the region if it does not exist.
+    #[arg(long)]
+    pub create_filesystem: bool,
+    /// The Lambda SSH key to launch with.
+    #[arg(long, value_name = "NAME")]
+    pub ssh_key: Option<String>,
+    /// The default model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The default instance type.
+    #[arg(long, value_name = "TYPE")]
+    pub gpu: Option<String>,
+    /// The default lease in hours.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub lease_hours: Option<u8>,
+    /// The default idle timeout in minutes.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=480))]
+    pub idle_minutes: Option<u32>,
+    /// How to reach the daemon: `ssh` or `direct`.
+    #[arg(long, value_parser = ["ssh", "direct"])]
+    pub access: Option<String>,
+    /// Generate a new daemon token (instances launched before keep the old one).
+    #[arg(long)]
+    pub rotate_token: bool,
+    /// Do not check the settings against the API.
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 /// `soong extend`.

@@ -39,10 +39,7 @@ pub fn run(cli: Cli) -> ExitStatus {
     let result = runtime.block_on(async {
         match cli.command {
             // The demo brings its own simulated cloud and config.
-            Command::Demo(args) => {
-                let _ = args;
-                commands::demo::run(&printer).await
-            }
+            Command::Demo(args) => commands::demo::run(&printer, &args).await,
             command => {
                 let settings = settings::Settings::resolve(&cli.global)?;
                 dispatch(&printer, &settings, command).await
@@ -65,12 +62,13 @@ pub async fn dispatch(
     command: Command,
 ) -> anyhow::Result<ExitStatus> {
     match command {
+        Command::Configure(args) => commands::configure::run(printer, settings, &args).await,
         Command::Start(args) => commands::start::run(printer, settings, &args).await,
         Command::Status => commands::status::run(printer, settings).await,
         Command::Extend(args) => commands::extend::run(printer, settings, &args).await,
         Command::Stop(args) => commands::stop::run(printer, settings, &args).await,
         Command::Available => commands::available::run(printer, settings).await,
         Command::Models(args) => commands::models::run(printer, settings, &args).await,
-        Command::Demo(_) => commands::demo::run(printer).await,
+        Command::Demo(args) => commands::demo::run(printer, &args).await,
     }
 }

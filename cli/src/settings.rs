@@ -464,6 +464,15 @@ pub struct Settings {
     pub wait_scale: f64,
 }
 
+/// A fresh daemon token: 32 random bytes, URL-safe base64 (no padding).
+pub fn generate_token() -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// The printer the flags and the environment ask for.
 pub fn printer(global: &GlobalArgs) -> Printer {
     let verbosity = if global.quiet {

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod available;
+pub mod configure;
 pub mod demo;
 pub mod extend;
 pub mod models;

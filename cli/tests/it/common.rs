@@ -29,7 +29,13 @@ impl TestContext {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.yaml");
         if let Some(name) = fixture_name {
-            std::fs::copy(fixture(name), &config).unwrap();
+            // Every simulator hands out 127.0.1.1 first, so daemons of tests
+            // running side by side would share an address: each test gets
+            // its own daemon port instead.
+            let text = std::fs::read_to_string(fixture(name))
+                .unwrap()
+                .replace("port: 8080", &format!("port: {}", free_port()));
+            std::fs::write(&config, text).unwrap();
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -89,6 +95,7 @@ impl TestContext {
                 "[TEMP]".to_owned(),
             ),
             (r"127\.\d+\.\d+\.\d+:\d+".to_owned(), "[ADDR]".to_owned()),
+            (r"0\.0\.0\.0:\d+".to_owned(), "0.0.0.0:[PORT]".to_owned()),
             (r"\b[0-9a-f]{32}\b".to_owned(), "[ID]".to_owned()),
             (r"\b1[0-9]{9}\b".to_owned(), "[UNIX]".to_owned()),
             (
@@ -107,6 +114,15 @@ impl TestContext {
         ));
         filters
     }
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn regex_escape(text: &str) -> String {
@@ -136,9 +152,21 @@ pub fn render(output: &Output) -> String {
         .join("\n")
 }
 
-/// `soong_snapshot!(context, ["args"], @"snapshot")`.
+/// `soong_snapshot!(context, ["args"], @"snapshot")`; with `table` first,
+/// runs of spaces are collapsed, so column widths that follow a duration
+/// (`9s` vs `10s`) cannot make the snapshot flaky.
 #[macro_export]
 macro_rules! soong_snapshot {
+    (table $context:expr, $args:expr, @$snapshot:literal) => {{
+        let output = $context.run(&$args);
+        let mut filters = $context.filters();
+        filters.push((r" {2,}".to_owned(), "  ".to_owned()));
+        let filters: Vec<(&str, &str)> = filters.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        insta::with_settings!({filters => filters}, {
+            insta::assert_snapshot!($crate::common::render(&output), @$snapshot);
+        });
+        output
+    }};
     ($context:expr, $args:expr, @$snapshot:literal) => {{
         let output = $context.run(&$args);
         let filters = $context.filters();

@@ -17,6 +17,7 @@ fn top_level_help_lists_every_command() {
         Usage: soong [OPTIONS] <COMMAND>
 
         Commands:
+          configure  Write the config file: asks on a terminal, or takes flags; keeps every setting it is not given
           start      Launch an instance serving a model, guarded by the soong daemon
           status     Show soong's instances: deadlines, idle time, cost so far
           extend     Add hours to an instance's lease (up to its 8 h maximum)

@@ -4,6 +4,7 @@
 
 mod common;
 mod config;
+mod configure;
 mod help;
 mod manage;
 mod models;

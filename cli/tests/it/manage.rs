@@ -52,12 +52,12 @@ fn status_shows_a_dead_daemon_loudly_and_ignores_other_instances() {
         .sim()
         .insert_instance(unmanaged("training-run"))
         .unwrap();
-    soong_snapshot!(context, ["status"], @r#"
+    soong_snapshot!(table context, ["status"], @r#"
         success: true
         exit_code: 0
         ----- stdout -----
-         NAME               ID                                STATUS  GPU         REGION     UPTIME   COST   AT SHUTDOWN  SHUTDOWN                                                     IDLE  LEASE LEFT
-         [NAME]  [ID]  active  gpu_1x_a10  us-west-1  [DURATION]  $0.12  $6.00        DAEMON DEAD: only the hard deadline ([CLOCK]) stops it  ?     ?
+         NAME  ID  STATUS  GPU  REGION  UPTIME  COST  AT SHUTDOWN  SHUTDOWN  IDLE  LEASE LEFT
+         [NAME]  [ID]  active  gpu_1x_a10  us-west-1  [DURATION]  $0.12  $6.00  DAEMON DEAD: only the hard deadline ([CLOCK]) stops it  ?  ?
 
         ----- stderr -----
         warning: the daemon of `[NAME]` does not answer (the daemon at http://[ADDR] did not answer); it is billing without idle or lease enforcement. Stop it with `soong stop --instance [NAME]` if it is not needed

@@ -55,7 +55,7 @@ fn dry_run_prints_the_request_with_secrets_masked() {
           permissions: '0600'
           owner: root:root
           content: |
-            listen: 0.0.0.0:8080
+            listen: 0.0.0.0:[PORT]
             token_file: /etc/soong/token
             lambda:
               api_url: http://[ADDR]/api/v1
