@@ -5,7 +5,8 @@
 #   nix/tests/run.sh
 #
 # 1. installs Nix 2.8 from apt (`nix-bin`) when it is missing;
-# 2. `nix-instantiate --parse` on every .nix file;
+# 2. `nix-instantiate --parse` on every .nix file, and the stub's own tests
+#    (nix/stub-nixpkgs/tests.nix);
 # 3. `nix flake metadata` reads flake.lock offline, pinned as nix-pins.md says;
 # 4. evaluates the flake with nix/stub-nixpkgs in place of nixpkgs: the
 #    module's expectations and its drift check against the shipped unit
@@ -47,6 +48,11 @@ step "parse ${#nix_files[@]} .nix files"
 for f in "${nix_files[@]}"; do
   nix-instantiate --parse "$f" >/dev/null || fail "$f does not parse"
 done
+echo ok
+
+step "the stub nixpkgs behaves as nixpkgs does where the module relies on it"
+broken=$(nix-instantiate --eval --strict --json nix/stub-nixpkgs/tests.nix 2>/dev/null) || fail "nix/stub-nixpkgs/tests.nix does not evaluate"
+[ "$broken" = "[]" ] || fail "the stub differs from nixpkgs: $broken"
 echo ok
 
 work=$(mktemp -d)
