@@ -70,6 +70,8 @@ let
     inlineSecretInSettings = evaluate (secrets // { settings.lambda.api_key = "s3cr3t-inline-key"; });
     workerWithoutToken = evaluate (secrets // { worker.url = "https://soong-watchdog.example.workers.dev"; });
     noIdentity = evaluate (removeAttrs secrets [ "instance" ]);
+    stateDirThroughSettings = evaluate (secrets // { settings.state_dir = "/srv/soong"; });
+    listenThroughSettings = evaluate (secrets // { settings.listen = "0.0.0.0:9090"; openFirewall = true; });
     stateDirElsewhere = evaluate (secrets // { stateDir = "/var/lib/soong/state"; });
   };
 
@@ -234,6 +236,10 @@ let
     (expect "openFirewall opens the listen port"
       (scenarios.openFirewallOnAllAddresses.firewallPorts == [ 8080 ]
         && scenarios.minimal.firewallPorts == [ ]))
+    (expect "openFirewall opens the port of a listen address set through settings"
+      (scenarios.listenThroughSettings.firewallPorts == [ 9090 ]))
+    (expect "a state_dir set through settings fails"
+      (onlyFails scenarios.stateDirThroughSettings "set stateDir rather than settings.state_dir"))
     (expect "listening beyond loopback warns"
       (lib.any (lib.hasInfix "plain HTTP") scenarios.openFirewallOnAllAddresses.warnings))
     (expect "openFirewall on a loopback listener warns"
