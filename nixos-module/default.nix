@@ -5,9 +5,11 @@
 # /etc/soong/daemon.yaml (DESIGN.md §3.2) and checked at build time with
 # `soong-daemon check-config`. Secrets never enter the Nix store: the module
 # takes file paths and hands them to the unit with `LoadCredential=`; the
-# config names the credential files under /run/credentials. The unit's
-# [Service] directives mirror the shipped unit (systemd/soong-daemon.service.in);
-# nix/tests/run.sh compares the two so they cannot drift.
+# config names the credential files under /run/credentials. The unit mirrors
+# the project's one unit definition, systemd/soong-daemon.service.in,
+# directive for directive; nix/eval/module-eval.nix compares the two (under
+# nix/tests/run.sh here, `nix flake check` where nixpkgs is), so they cannot
+# drift.
 { config, lib, pkgs, ... }:
 
 let
