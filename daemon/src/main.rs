@@ -1,1 +1,5 @@
-fn main() {}
+//! `soong-daemon`: see the library's [`soong_daemon::cli`].
+
+fn main() -> std::process::ExitCode {
+    soong_daemon::cli::main()
+}

@@ -1,1 +1,7 @@
-mod activity;
+mod api;
+mod config;
+mod heartbeat;
+mod identity;
+mod lease;
+mod support;
+mod termination;
