@@ -6,6 +6,7 @@
 //! API), [`state`] (persistence) and [`systemd`] (the notify seam).
 //! [`serve`] assembles them; [`cli`] is the binary.
 
+pub mod activity;
 pub mod args;
 pub mod cli;
 pub mod daemon;

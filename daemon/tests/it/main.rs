@@ -1,7 +1,9 @@
+mod activity;
 mod api;
 mod config;
 mod heartbeat;
 mod identity;
+mod idle;
 mod lease;
 mod support;
 mod termination;
