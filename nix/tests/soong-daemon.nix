@@ -1,8 +1,11 @@
 # A NixOS VM with services.soong-daemon pointed at lambda-sim: the unit
 # reaches active through Type=notify, answers /health, guards /status with
-# its token, keeps the token out of the config, and is restarted by the
-# watchdog when frozen. Needs nixpkgs and KVM: `nix flake check` or
-# `nix build .#checks.x86_64-linux.soong-daemon`.
+# its token, keeps the token out of the config, finds its instance by name
+# through the API key credential, is restarted by the watchdog when frozen,
+# and terminates its instance in the simulator on POST /shutdown. Needs
+# nixpkgs and KVM: `nix flake check` or
+# `nix build .#checks.x86_64-linux.soong-daemon`. (The curl calls to the
+# simulator were tried against lambda-sim outside a VM.)
 { pkgs, self }:
 let
   inherit (self.packages.${pkgs.stdenv.hostPlatform.system}) lambda-sim;
@@ -45,7 +48,16 @@ pkgs.testers.runNixOSTest {
   };
 
   testScript = ''
+    import json
+
+    sim = "http://127.0.0.1:9999/api/v1"
     machine.wait_for_unit("lambda-sim.service")
+    machine.wait_until_succeeds(f"curl -sf -u sim-api-key: {sim}/instances")
+    # The instance this daemon guards; it resolves the id from the name.
+    machine.succeed(
+        f"curl -sf -u sim-api-key: -X POST -H 'content-type: application/json' {sim}/instance-operations/launch "
+        + "-d '{\"region_name\":\"us-west-1\",\"instance_type_name\":\"gpu_1x_a10\",\"ssh_key_names\":[\"default\"],\"name\":\"soong-vm-test\"}'"
+    )
     machine.wait_for_unit("soong-daemon.service")
 
     with subtest("the unit is active through Type=notify with a watchdog"):
@@ -56,9 +68,14 @@ pkgs.testers.runNixOSTest {
     with subtest("/health answers without a token"):
         machine.wait_until_succeeds("curl -sf http://127.0.0.1:8080/health | grep -q '\"status\":\"ok\"'")
 
+    status = "curl -sf -H 'Authorization: Bearer ${token}' http://127.0.0.1:8080/status"
+
     with subtest("/status needs the token from the credential"):
         machine.fail("curl -sf http://127.0.0.1:8080/status")
-        machine.succeed("curl -sf -H 'Authorization: Bearer ${token}' http://127.0.0.1:8080/status")
+        machine.succeed(status)
+
+    with subtest("the daemon finds its instance through the API key credential"):
+        machine.wait_until_succeeds(status + " | grep -q '\"instance_id\":\"[0-9a-f]'", timeout=120)
 
     with subtest("the token is not in the config file or the unit"):
         machine.succeed("test -s /etc/soong/daemon.yaml && test -s /etc/systemd/system/soong-daemon.service")
@@ -72,5 +89,17 @@ pkgs.testers.runNixOSTest {
         machine.wait_until_succeeds("test \"$(systemctl show -P NRestarts soong-daemon)\" -ge 1", timeout=180)
         machine.wait_for_unit("soong-daemon.service")
         machine.wait_until_succeeds("curl -sf http://127.0.0.1:8080/health")
+
+    with subtest("POST /shutdown terminates the instance through the API"):
+        machine.succeed(
+            "curl -sf -X POST -H 'Authorization: Bearer ${token}' -H 'content-type: application/json' "
+            + "-d '{\"reason\":\"vm test\"}' http://127.0.0.1:8080/shutdown"
+        )
+
+        def terminated(_):
+            instances = json.loads(machine.succeed(f"curl -sf -u sim-api-key: {sim}/instances"))["data"]
+            return any(i["name"] == "soong-vm-test" and i["status"] in ("terminating", "terminated") for i in instances)
+
+        retry(terminated, timeout=60)
   '';
 }
