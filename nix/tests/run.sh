@@ -13,6 +13,8 @@
 #    (nix/eval/module-eval.nix), then every package, app, shell and check;
 # 5. runs `soong-daemon check-config` on the generated configs (the binary
 #    from target/, or $SOONG_DAEMON, or built here);
+#    then runs that daemon with the minimal config against lambda-sim: it
+#    finds its instance by name and terminates it on POST /shutdown;
 # 6. proves the drift check can fail, on a copy with a changed unit;
 # 7. `deadnix --fail` and `nixpkgs-fmt --check` (installed with
 #    `cargo install --locked` when missing: about 3 minutes on 2 cores).
@@ -56,7 +58,12 @@ broken=$(nix-instantiate --eval --strict --json nix/stub-nixpkgs/tests.nix 2>/de
 echo ok
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 step "flake.lock is read offline and pins nixpkgs"
 nix flake metadata --json "$root" >"$work/metadata.json" || fail "nix flake metadata cannot read flake.lock offline"
@@ -106,6 +113,55 @@ for scenario in minimal full settingsWin stateDirElsewhere; do
   "$daemon" check-config "$work/$scenario.yaml" >/dev/null || fail "soong-daemon check-config refuses the $scenario config"
   echo "ok: $scenario"
 done
+
+step "a generated config runs the real daemon against lambda-sim"
+# The module's config, with only what is host-specific changed: the
+# credential directory and state directory (no systemd here), the API URL
+# (the simulator) and the listen port. The daemon must find its instance by
+# name with the API key from the credential file, and terminate it.
+sim=${LAMBDA_SIM:-target/debug/lambda-sim}
+[ -x "$sim" ] || { echo "building lambda-sim"; cargo build --quiet --locked -p lambda-sim; sim=target/debug/lambda-sim; }
+"$sim" --listen 127.0.0.1:0 --no-rate-limit --boot-delay 1s >"$work/sim.out" 2>"$work/sim.err" &
+pids+=($!)
+for _ in $(seq 50); do grep -q '^listening on ' "$work/sim.out" && break; sleep 0.1; done
+sim_url=$(sed -n 's/^listening on //p' "$work/sim.out")
+[ -n "$sim_url" ] || { cat "$work/sim.err" >&2; fail "lambda-sim did not start"; }
+curl -sf -u sim-api-key: -X POST -H 'content-type: application/json' "$sim_url/api/v1/instance-operations/launch" \
+  -d '{"region_name":"us-west-1","instance_type_name":"gpu_1x_a10","ssh_key_names":["default"],"name":"soong-eval"}' >/dev/null ||
+  fail "cannot launch an instance in lambda-sim"
+port=
+for _ in $(seq 20); do
+  candidate=$((20000 + RANDOM % 20000))
+  (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null || { port=$candidate; break; }
+done
+[ -n "$port" ] || fail "no free port"
+mkdir -p "$work/credentials" "$work/state"
+printf sim-api-key >"$work/credentials/lambda-api-key"
+printf run-sh-token >"$work/credentials/token"
+chmod 600 "$work/credentials/"*
+sed -e "s|/run/credentials/soong-daemon.service|$work/credentials|" -e "s|/var/lib/soong-daemon|$work/state|" \
+  -e "s|https://cloud.lambda.ai/api/v1|$sim_url/api/v1|" -e "s|127.0.0.1:8080|127.0.0.1:$port|" \
+  "$work/minimal.yaml" >"$work/run.yaml"
+"$daemon" --config "$work/run.yaml" >"$work/daemon.out" 2>"$work/daemon.err" &
+pids+=($!)
+daemon_url=http://127.0.0.1:$port
+waitfor() { # WHAT COMMAND...: retries for 20 s
+  local what=$1
+  shift
+  for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  cat "$work/daemon.err" >&2
+  fail "$what"
+}
+waitfor "the daemon does not answer /health" curl -sf "$daemon_url/health"
+echo "ok: /health"
+resolved() { curl -sf -H 'Authorization: Bearer run-sh-token' "$daemon_url/status" | grep -q '"instance_id":"[0-9a-f]'; }
+waitfor "the daemon did not find its instance through the API" resolved
+echo "ok: found its instance by name with the API key credential"
+curl -sf -X POST -H 'Authorization: Bearer run-sh-token' -H 'content-type: application/json' \
+  -d '{"reason":"nix/tests/run.sh"}' "$daemon_url/shutdown" >/dev/null || fail "POST /shutdown"
+gone() { curl -sf -u sim-api-key: "$sim_url/api/v1/instances" | grep -Eq '"name":"soong-eval".*"status":"(terminating|terminated)"|"status":"(terminating|terminated)".*"name":"soong-eval"'; }
+waitfor "the instance was not terminated" gone
+echo "ok: POST /shutdown terminated the instance in lambda-sim"
 
 step "every flake output evaluates, for both systems"
 # Each output is checked by a Nix function given to --apply, which throws
