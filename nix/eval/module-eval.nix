@@ -280,6 +280,7 @@ let
         ++ lib.optionals (shippedUnitExists && drift.mismatches != [ ]) (
         [ "" "directives that differ from systemd/soong-daemon.service.in:" ]
           ++ map (m: "  ${m.directive}: shipped ${builtins.toJSON m.shipped}, module ${builtins.toJSON m.module}") drift.mismatches
+          ++ [ "hint: make systemd.services.soong-daemon in nixos-module/default.nix say what the unit says (or change the unit, for every installer)" ]
       )
         ++ lib.optional (!shippedUnitExists) "\nsystemd/soong-daemon.service.in is not in the flake's source (is it tracked by git?)"
     ) + "\n";
