@@ -104,6 +104,16 @@ pub struct StartArgs {
     /// Return once the launch is accepted, without waiting for the daemon.
     #[arg(long)]
     pub no_wait: bool,
+    /// When there is no capacity, poll until there is, for up to DURATION
+    /// (e.g. `45m`) [default when given without a value: 30m].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        num_args = 0..=1,
+        default_missing_value = "30m",
+        value_parser = parse_duration
+    )]
+    pub wait_for_capacity: Option<std::time::Duration>,
     /// Print the launch request and user-data (secrets masked) and launch nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -151,6 +161,11 @@ pub struct ConfigureArgs {
     /// Do not check the settings against the API.
     #[arg(long)]
     pub no_check: bool,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|error| format!("`{text}` is not a duration like `30m` or `1h`: {error}"))
 }
 
 /// `soong extend`.

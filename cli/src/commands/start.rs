@@ -143,7 +143,30 @@ pub async fn start(
         .gpu
         .clone()
         .or_else(|| settings.config.defaults.gpu.clone());
-    let fit = choose_type(&model, &types, gpu.as_deref(), &region)?;
+    let fit = match choose_type(&model, &types, gpu.as_deref(), &region) {
+        Err(error) if crate::exit::status_of(&error) == ExitStatus::NoCapacity => {
+            match args.wait_for_capacity {
+                Some(patience) => {
+                    printer.info(format!(
+                        "{error}; waiting up to {} for capacity",
+                        human_duration(patience.as_secs() as i64)
+                    ));
+                    wait_for_capacity(
+                        printer,
+                        settings,
+                        &client,
+                        &model,
+                        gpu.as_deref(),
+                        &region,
+                        patience,
+                    )
+                    .await?
+                }
+                None => return Err(error),
+            }
+        }
+        other => other?,
+    };
     let existing = client
         .list_instances()
         .await
@@ -425,6 +448,60 @@ fn choose_type(
         );
     }
     Ok(fit.clone())
+}
+
+/// How often to look for capacity: the types list is one cheap call, well
+/// within the API's limit of about one request a second.
+const CAPACITY_POLL: Duration = Duration::from_secs(30);
+
+/// Polls the catalogue until a type that fits has capacity in the region
+/// (the one asked for, when `--gpu` was given), or `patience` runs out.
+async fn wait_for_capacity(
+    printer: &Printer,
+    settings: &Settings,
+    client: &Client,
+    model: &Model,
+    gpu: Option<&str>,
+    region: &str,
+    patience: Duration,
+) -> anyhow::Result<models::Fit> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let spinner = printer.spinner(format!("Waiting for capacity in `{region}`"));
+    let result = loop {
+        tokio::time::sleep(scaled(settings, CAPACITY_POLL)).await;
+        let types = match client.list_instance_types().await {
+            Ok(types) => types,
+            Err(error) if error.is_transient() => {
+                printer.verbose(format!("cannot list types now: {error}"));
+                continue;
+            }
+            Err(error) => {
+                break Err(anyhow::Error::new(error).context("cannot list instance types"));
+            }
+        };
+        match choose_type(model, &types, gpu, region) {
+            Ok(fit) => break Ok(fit),
+            Err(error) if crate::exit::status_of(&error) == ExitStatus::NoCapacity => {
+                if tokio::time::Instant::now() >= deadline {
+                    break Err(error.context(format!(
+                        "no capacity appeared within {}",
+                        human_duration(patience.as_secs() as i64)
+                    )));
+                }
+                printer.verbose(format!("still no capacity: {error}"));
+            }
+            Err(error) => break Err(error),
+        }
+    };
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let fit = result?;
+    printer.info(format!(
+        "Capacity appeared: `{}` in `{region}`.",
+        fit.instance_type
+    ));
+    Ok(fit)
 }
 
 /// The launch request, and the user-data with its secrets masked.

@@ -13,6 +13,8 @@ pub struct TestContext {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub sim: Option<Sim>,
+    /// Real daemons for the simulator's instances, when asked for.
+    pub machines: Option<std::sync::Arc<soong::commands::demo::Machines>>,
     // Declared last: dropped after the simulator it runs.
     pub runtime: tokio::runtime::Runtime,
 }
@@ -46,6 +48,7 @@ impl TestContext {
             dir,
             config,
             sim: None,
+            machines: None,
             runtime,
         }
     }
@@ -58,7 +61,21 @@ impl TestContext {
         context
     }
 
-    #[allow(dead_code)]
+    /// With a simulator whose booted instances each run a real
+    /// `soong-daemon` (in this process) from the user-data `soong` sent.
+    pub fn with_daemons(fixture_name: &str) -> Self {
+        let mut context = Self::new(Some(fixture_name));
+        let machines = soong::commands::demo::Machines::new(
+            context.runtime.handle().clone(),
+            context.dir.path().join("instances"),
+        );
+        let config = SimConfig::for_tests().with_hook(machines.hook());
+        let sim = context.runtime.block_on(Sim::start(config)).unwrap();
+        context.sim = Some(sim);
+        context.machines = Some(machines);
+        context
+    }
+
     pub fn sim(&self) -> &Sim {
         self.sim.as_ref().unwrap()
     }

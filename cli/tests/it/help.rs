@@ -73,23 +73,24 @@ fn start_help_documents_every_flag() {
         Usage: soong start [OPTIONS]
 
         Options:
-              --model <MODEL>                The model to serve (see `soong models list`) [default: config `defaults.model`]
-              --gpu <TYPE>                   The instance type, e.g. `gpu_1x_a10` [default: the cheapest that fits and has capacity]
-              --region <REGION>              The region [default: config `lambda.default_region`, else the filesystem's region]
-              --hours <HOURS>                The lease: hours until the instance is terminated unless extended [default: 4]
-              --idle-minutes <IDLE_MINUTES>  Minutes without activity before the instance is terminated [default: 30]
-              --name <NAME>                  The instance name [default: a unique `soong-…` name]
-              --no-wait                      Return once the launch is accepted, without waiting for the daemon
-              --dry-run                      Print the launch request and user-data (secrets masked) and launch nothing
-              --json                         Print machine-readable JSON on stdout
-          -y, --yes                          Answer yes to every question; needed when stdin is not a terminal
-              --instance <ID|NAME>           The instance to act on, by id or name
-              --config <PATH>                The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
-              --no-color                     Never colour the output (also `NO_COLOR`)
-          -v, --verbose                      Say more (each API step)
-          -q, --quiet                        Say only what was asked for, warnings and errors
-          -h, --help                         Print help
-          -V, --version                      Print version
+              --model <MODEL>                   The model to serve (see `soong models list`) [default: config `defaults.model`]
+              --gpu <TYPE>                      The instance type, e.g. `gpu_1x_a10` [default: the cheapest that fits and has capacity]
+              --region <REGION>                 The region [default: config `lambda.default_region`, else the filesystem's region]
+              --hours <HOURS>                   The lease: hours until the instance is terminated unless extended [default: 4]
+              --idle-minutes <IDLE_MINUTES>     Minutes without activity before the instance is terminated [default: 30]
+              --name <NAME>                     The instance name [default: a unique `soong-…` name]
+              --no-wait                         Return once the launch is accepted, without waiting for the daemon
+              --wait-for-capacity [<DURATION>]  When there is no capacity, poll until there is, for up to DURATION (e.g. `45m`) [default when given without a value: 30m]
+              --dry-run                         Print the launch request and user-data (secrets masked) and launch nothing
+              --json                            Print machine-readable JSON on stdout
+          -y, --yes                             Answer yes to every question; needed when stdin is not a terminal
+              --instance <ID|NAME>              The instance to act on, by id or name
+              --config <PATH>                   The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
+              --no-color                        Never colour the output (also `NO_COLOR`)
+          -v, --verbose                         Say more (each API step)
+          -q, --quiet                           Say only what was asked for, warnings and errors
+          -h, --help                            Print help
+          -V, --version                         Print version
 
         ----- stderr -----
     "#);

@@ -5,6 +5,7 @@
 mod common;
 mod config;
 mod configure;
+mod daemon;
 mod help;
 mod manage;
 mod models;

@@ -301,3 +301,60 @@ fn a_5xx_on_launch_looks_for_the_name_and_launches_once() {
         "exactly one instance exists"
     );
 }
+
+#[test]
+fn wait_for_capacity_launches_once_capacity_frees_up() {
+    let mut config = SimConfig::for_tests();
+    config.scenario.capacity = [(
+        "gpu_1x_a10".to_owned(),
+        [("us-west-1".to_owned(), 1)].into_iter().collect(),
+    )]
+    .into_iter()
+    .collect();
+    let context = TestContext::with_sim("valid.yaml", config);
+    let first = context
+        .command(&[
+            "start",
+            "-y",
+            "--no-wait",
+            "--name",
+            "soong-first",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", crate::common::render(&first));
+    // No capacity left: without waiting, exit 3.
+    let output = context.run(&["start", "-y", "--no-wait", "--gpu", "gpu_1x_a10"]);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        crate::common::render(&output)
+    );
+    let waiting = context
+        .command(&[
+            "start",
+            "-y",
+            "--no-wait",
+            "--gpu",
+            "gpu_1x_a10",
+            "--wait-for-capacity",
+            "30s",
+        ])
+        .env("SOONG_WAIT_SCALE", "0.02")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let stop = context
+        .command(&["stop", "-y", "--instance", "soong-first"])
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{}", crate::common::render(&stop));
+    let output = waiting.wait_with_output().unwrap();
+    let text = crate::common::render(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("Capacity appeared"), "{text}");
+}
