@@ -10,6 +10,7 @@
 //! The same module reads the user-data back ([`extract`]), which is what
 //! `soong demo` does to run a real daemon for each simulated instance.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -22,6 +23,8 @@ pub const DAEMON_CONFIG_PATH: &str = "/etc/soong/daemon.yaml";
 pub const TOKEN_PATH: &str = "/etc/soong/token";
 /// The Lambda API key on the instance (the daemon terminates itself with it).
 pub const API_KEY_PATH: &str = "/etc/soong/lambda-api-key";
+/// The instance's heartbeat token for the watchdog worker.
+pub const WORKER_TOKEN_PATH: &str = "/etc/soong/worker-token";
 /// The daemon's systemd unit.
 pub const UNIT_PATH: &str = "/etc/systemd/system/soong-daemon.service";
 /// What a masked secret looks like in `--dry-run` output.
@@ -67,16 +70,32 @@ pub struct Secrets {
     pub token: Secret,
     /// The Lambda API key.
     pub api_key: Secret,
+    /// This instance's heartbeat token, when a worker is configured.
+    pub worker_token: Option<Secret>,
 }
 
 impl Secrets {
     /// Placeholders, for `--dry-run`.
-    pub fn masked() -> Self {
+    pub fn masked(worker: bool) -> Self {
         Self {
             token: Secret::new(MASK),
             api_key: Secret::new(MASK),
+            worker_token: worker.then(|| Secret::new(MASK)),
         }
     }
+}
+
+/// The heartbeat token of an instance (DESIGN.md §3.4): lowercase hex of
+/// HMAC-SHA256 keyed with the worker secret over the instance's name, so an
+/// instance can only speak for itself.
+pub fn worker_token(worker_secret: &Secret, instance_name: &str) -> Secret {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, worker_secret.expose().as_bytes());
+    let tag = ring::hmac::sign(&key, instance_name.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in tag.as_ref() {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    Secret::new(hex)
 }
 
 /// Renders the user-data. `config` must name its secrets by file
@@ -89,18 +108,22 @@ pub fn render(config: &DaemonConfig, secrets: &Secrets) -> Result<String, serde_
         owner: Some("root:root".to_owned()),
         content,
     };
+    let mut write_files = vec![
+        private(DAEMON_CONFIG_PATH, serde_yaml::to_string(config)?),
+        private(TOKEN_PATH, secrets.token.expose().to_owned()),
+        private(API_KEY_PATH, secrets.api_key.expose().to_owned()),
+    ];
+    if let Some(worker_token) = &secrets.worker_token {
+        write_files.push(private(WORKER_TOKEN_PATH, worker_token.expose().to_owned()));
+    }
+    write_files.push(WriteFile {
+        path: UNIT_PATH.to_owned(),
+        permissions: Some("0644".to_owned()),
+        owner: Some("root:root".to_owned()),
+        content: UNIT.to_owned(),
+    });
     let cloud = CloudConfig {
-        write_files: vec![
-            private(DAEMON_CONFIG_PATH, serde_yaml::to_string(config)?),
-            private(TOKEN_PATH, secrets.token.expose().to_owned()),
-            private(API_KEY_PATH, secrets.api_key.expose().to_owned()),
-            WriteFile {
-                path: UNIT_PATH.to_owned(),
-                permissions: Some("0644".to_owned()),
-                owner: Some("root:root".to_owned()),
-                content: UNIT.to_owned(),
-            },
-        ],
+        write_files,
         runcmd: vec![
             vec!["systemctl".into(), "daemon-reload".into()],
             vec![
@@ -127,6 +150,8 @@ pub struct Extracted {
     pub token: Secret,
     /// The Lambda API key.
     pub api_key: Secret,
+    /// The heartbeat token, when the user-data carries one.
+    pub worker_token: Option<Secret>,
 }
 
 /// Why user-data could not be read back.
@@ -161,6 +186,7 @@ pub fn extract(user_data: &str) -> Result<Extracted, ExtractError> {
         config: file(DAEMON_CONFIG_PATH)?,
         token: Secret::new(file(TOKEN_PATH)?),
         api_key: Secret::new(file(API_KEY_PATH)?),
+        worker_token: file(WORKER_TOKEN_PATH).ok().map(Secret::new),
     })
 }
 
@@ -205,6 +231,7 @@ mod tests {
         let secrets = Secrets {
             token: Secret::new("tok"),
             api_key: Secret::new("key"),
+            worker_token: None,
         };
         let text = render(&config(), &secrets).unwrap();
         assert!(text.starts_with("#cloud-config\n"));
@@ -217,8 +244,19 @@ mod tests {
     }
 
     #[test]
+    fn the_worker_token_is_the_hex_hmac_of_the_name() {
+        // RFC 4231, test case 2.
+        let token = worker_token(&Secret::new("Jefe"), "what do ya want for nothing?");
+        assert_eq!(
+            token.expose(),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
     fn masked_user_data_holds_no_secret() {
-        let text = render(&config(), &Secrets::masked()).unwrap();
+        let text = render(&config(), &Secrets::masked(true)).unwrap();
+        assert!(text.contains(WORKER_TOKEN_PATH));
         assert!(text.contains(MASK));
         assert!(!text.contains("tok\n"));
     }

@@ -362,6 +362,10 @@ async fn boot(
     config.token = Some(extracted.token);
     config.lambda.api_key_file = None;
     config.lambda.api_key = Some(extracted.api_key);
+    if let Some(worker) = &mut config.worker {
+        worker.token_file = None;
+        worker.token = extracted.worker_token;
+    }
     config.activity.sample_interval = Duration::from_secs(1);
     let problems = config.check();
     anyhow::ensure!(

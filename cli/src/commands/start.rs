@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use lambda_cloud::{Client, Instance, InstanceStatus, InstanceTypes, LaunchRequest, Tag, UserData};
 use serde_json::json;
-use soong_protocol::config::{DaemonConfig, InstanceConfig, LambdaConfig, Secret};
+use soong_protocol::config::{DaemonConfig, InstanceConfig, LambdaConfig, Secret, WorkerConfig};
 use soong_protocol::lease::{self, Policy};
 use soong_protocol::tags::LaunchTags;
 use time::OffsetDateTime;
@@ -541,6 +541,13 @@ fn build_request(
         launched_at: Some(launched_at),
     };
     config.policy = plan.policy;
+    // The watchdog worker, when deployed, gets this instance's heartbeats.
+    config.worker = settings.config.worker.as_ref().map(|worker| WorkerConfig {
+        url: worker.url.clone(),
+        token_file: Some(user_data::WORKER_TOKEN_PATH.into()),
+        token: None,
+        heartbeat_interval: soong_protocol::config::DEFAULT_HEARTBEAT_INTERVAL,
+    });
     let problems = config.check();
     if !problems.is_empty() {
         anyhow::bail!(
@@ -557,9 +564,14 @@ fn build_request(
         &Secrets {
             token: token.clone(),
             api_key: Secret::new(api_key.expose()),
+            worker_token: settings
+                .config
+                .worker
+                .as_ref()
+                .map(|worker| user_data::worker_token(&worker.secret, &plan.name)),
         },
     )?;
-    let masked = user_data::render(&config, &Secrets::masked())?;
+    let masked = user_data::render(&config, &Secrets::masked(settings.config.worker.is_some()))?;
     let request = LaunchRequest {
         region_name: plan.region.clone(),
         instance_type_name: plan.fit.instance_type.clone(),

@@ -123,3 +123,35 @@ fn the_demo_ends_with_the_daemon_terminating_the_idle_instance() {
     assert!(text.contains("billing stopped after"), "{text}");
     assert!(started.elapsed() < std::time::Duration::from_secs(120));
 }
+
+#[test]
+fn with_a_worker_configured_the_daemon_gets_its_own_heartbeat_token() {
+    let context = TestContext::with_daemons("valid.yaml");
+    let mut text = std::fs::read_to_string(&context.config).unwrap();
+    // Nothing listens there: heartbeats fail, which must not stop the daemon.
+    text.push_str("worker:\n  url: http://127.0.0.1:9\n  secret: worker-secret-for-tests\n");
+    std::fs::write(&context.config, text).unwrap();
+    let output = context.run(&[
+        "start",
+        "--dry-run",
+        "--json",
+        "--name",
+        "soong-worker-test",
+    ]);
+    assert!(output.status.success(), "{}", render(&output));
+    let request: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let user_data = request["user_data"].as_str().unwrap();
+    assert!(
+        user_data.contains("token_file: /etc/soong/worker-token"),
+        "{user_data}"
+    );
+    assert!(
+        user_data.contains("path: /etc/soong/worker-token"),
+        "{user_data}"
+    );
+    assert!(
+        !user_data.contains("worker-secret-for-tests"),
+        "{user_data}"
+    );
+    start(&context);
+}
