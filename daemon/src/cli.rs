@@ -56,6 +56,11 @@ fn run(file: &Path) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let addr = settings.config.listen;
+        if !addr.ip().is_loopback() {
+            log::warn!(
+                "listening on {addr}, which is reachable from the network; only the bearer token protects the API (the default is loopback, reached through SSH)"
+            );
+        }
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;

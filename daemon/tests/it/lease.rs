@@ -152,7 +152,7 @@ async fn restart_and_kill_9_mid_lease_keep_the_deadlines_extensions_and_idle_clo
 async fn a_lost_state_file_falls_back_to_launch_time_not_to_now() {
     let ctx = TestContext::new().await;
     let policy = Policy {
-        idle: "3s",
+        idle: "5s",
         lease: "1h",
         max_lease: "3h",
         hard: "4h",
@@ -178,7 +178,7 @@ async fn a_lost_state_file_falls_back_to_launch_time_not_to_now() {
         });
     assert!(kept);
     // The idle clock counted from launch, so it fires soon.
-    ctx.wait_terminated(Duration::from_secs(8)).await;
+    ctx.wait_terminated(Duration::from_secs(10)).await;
     assert_eq!(
         ctx.status().await.terminate_reason,
         Some(ShutdownReason::IdleTimeout)

@@ -5,5 +5,6 @@ mod heartbeat;
 mod identity;
 mod idle;
 mod lease;
+mod notify;
 mod support;
 mod termination;
