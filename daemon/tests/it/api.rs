@@ -379,3 +379,41 @@ async fn metrics_are_prometheus_text_behind_the_token() {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_garbage_does_not_delay_enforcement() {
+    let ctx = TestContext::new().await;
+    let policy = Policy {
+        lease: "4s",
+        max_lease: "4s",
+        hard: "4s",
+        ..Policy::default()
+    };
+    let config = ctx.write_config(&ctx.config_text(policy, ""));
+    let daemon = InProcess::start(&config).await;
+    let flood = {
+        let http = ctx.http.clone();
+        let url = daemon.url("/extend");
+        tokio::spawn(async move {
+            let bodies = ["{", "{\"hours\": -1}", "[]", "null", &"x".repeat(20_000)];
+            let start = std::time::Instant::now();
+            let mut sent = 0u32;
+            // Bounded in time and count; loopback only.
+            while start.elapsed() < Duration::from_secs(6) && sent < 20_000 {
+                let body = bodies[sent as usize % bodies.len()].to_owned();
+                let _ = http.post(&url).bearer_auth(TOKEN).body(body).send().await;
+                let _ = http.post(&url).body("{\"hours\": 1}").send().await;
+                sent += 2;
+            }
+            sent
+        })
+    };
+    let call = ctx.wait_terminated(Duration::from_secs(10)).await;
+    let delay = crate::support::arrival(&call) - (ctx.launched_at + time::Duration::seconds(4));
+    assert!(
+        delay < time::Duration::seconds(2),
+        "terminate {delay} after the deadline"
+    );
+    assert!(flood.await.unwrap() > 100);
+    assert_eq!(ctx.effective_terminates().len(), 1);
+}
