@@ -7,14 +7,16 @@ use crate::common::TestContext;
 use crate::soong_snapshot;
 
 fn managed(name: &str) -> NewInstance {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // 16 minutes ago: 20 cents at $0.75/h, and ~24 s from the next cent, so
+    // a slow test run cannot change the snapshot.
+    let launched = time::OffsetDateTime::now_utc().unix_timestamp() - 960;
     NewInstance {
         name: Some(name.to_owned()),
         tags: vec![
             Tag::new("soong:managed", "true"),
-            Tag::new("soong:launched-at", (now - 600).to_string()),
-            Tag::new("soong:hard-deadline", (now + 8 * 3600 - 600).to_string()),
-            Tag::new("soong:lease-deadline", (now + 4 * 3600 - 600).to_string()),
+            Tag::new("soong:launched-at", launched.to_string()),
+            Tag::new("soong:hard-deadline", (launched + 8 * 3600).to_string()),
+            Tag::new("soong:lease-deadline", (launched + 4 * 3600).to_string()),
             Tag::new("soong:model", "llama-3.1-8b"),
         ],
         ..NewInstance::default()
@@ -57,7 +59,7 @@ fn status_shows_a_dead_daemon_loudly_and_ignores_other_instances() {
         exit_code: 0
         ----- stdout -----
          NAME  ID  STATUS  GPU  REGION  UPTIME  COST  AT SHUTDOWN  SHUTDOWN  IDLE  LEASE LEFT
-         [NAME]  [ID]  active  gpu_1x_a10  us-west-1  [DURATION]  $0.12  $6.00  DAEMON DEAD: only the hard deadline ([CLOCK]) stops it  ?  ?
+         [NAME]  [ID]  active  gpu_1x_a10  us-west-1  [DURATION]  $0.20  $6.00  DAEMON DEAD: only the hard deadline ([CLOCK]) stops it  ?  ?
 
         ----- stderr -----
         warning: the daemon of `[NAME]` does not answer (the daemon at http://[ADDR] did not answer); it is billing without idle or lease enforcement. Stop it with `soong stop --instance [NAME]` if it is not needed
