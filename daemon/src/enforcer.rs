@@ -38,9 +38,9 @@ impl Enforcer {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut samples_open = true;
         loop {
-            let now = now();
-            let wake_at = self.shared.lock().next_wakeup(now);
-            let sleep = std::time::Duration::try_from(wake_at - now)
+            let before = now();
+            let wake_at = self.shared.lock().next_wakeup(before);
+            let sleep = std::time::Duration::try_from(wake_at - before)
                 .unwrap_or_default()
                 .min(MAX_TICK);
             let sample = tokio::select! {
@@ -52,7 +52,8 @@ impl Enforcer {
                 }
                 _ = stop.changed() => break,
             };
-            let actions = self.shared.lock().on_tick(now_after(), Inputs { sample });
+            // The tick's time is read after the wait, not before it.
+            let actions = self.shared.lock().on_tick(now(), Inputs { sample });
             self.execute(actions).await;
             if *stop.borrow() {
                 break;
@@ -100,9 +101,4 @@ impl Enforcer {
             }
         }
     }
-}
-
-/// The time of the tick, read after the wait.
-fn now_after() -> time::OffsetDateTime {
-    now()
 }
