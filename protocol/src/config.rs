@@ -603,6 +603,23 @@ mod tests {
     }
 
     #[test]
+    fn a_config_written_by_serde_reads_back_identically() {
+        // The CLI serialises this type into cloud-init; the daemon parses it.
+        let mut config = parse(MINIMAL).unwrap();
+        config.instance.launched_at = Some(time::macros::datetime!(2026-12-01 10:00:00.5 UTC));
+        config.policy.idle_timeout = Duration::from_secs(90);
+        config.pre_terminate = Some("sync".into());
+        config.worker = Some(WorkerConfig {
+            url: "https://w.example".into(),
+            token_file: Some("/run/credentials/x/worker-token".into()),
+            token: None,
+            heartbeat_interval: Duration::from_secs(30),
+        });
+        let text = serde_yaml::to_string(&config).unwrap();
+        assert_eq!(parse(&text).unwrap(), config, "{text}");
+    }
+
+    #[test]
     fn launched_at_is_rfc3339() {
         let config = parse(&format!("{MINIMAL}  launched_at: 2026-12-01T10:00:00Z\n")).unwrap();
         assert_eq!(
