@@ -66,7 +66,7 @@ pub enum Command {
     /// Launch an instance serving a model, guarded by the soong daemon.
     Start(StartArgs),
     /// Show soong's instances: deadlines, idle time, cost so far.
-    Status,
+    Status(StatusArgs),
     /// Add hours to an instance's lease (up to its 8 h maximum).
     Extend(ExtendArgs),
     /// Terminate an instance through the Lambda API.
@@ -166,6 +166,15 @@ pub struct ConfigureArgs {
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text)
         .map_err(|error| format!("`{text}` is not a duration like `30m` or `1h`: {error}"))
+}
+
+/// `soong status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Refresh every SECONDS until interrupted [default when given without a value: 10].
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "10",
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub watch: Option<u64>,
 }
 
 /// `soong extend`.

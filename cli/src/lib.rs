@@ -64,7 +64,7 @@ pub async fn dispatch(
     match command {
         Command::Configure(args) => commands::configure::run(printer, settings, &args).await,
         Command::Start(args) => commands::start::run(printer, settings, &args).await,
-        Command::Status => commands::status::run(printer, settings).await,
+        Command::Status(args) => commands::status::watch(printer, settings, &args).await,
         Command::Extend(args) => commands::extend::run(printer, settings, &args).await,
         Command::Stop(args) => commands::stop::run(printer, settings, &args).await,
         Command::Available => commands::available::run(printer, settings).await,

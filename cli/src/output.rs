@@ -48,6 +48,11 @@ impl Printer {
         self.json
     }
 
+    /// Whether stdout is a terminal that a screen refresh can redraw.
+    pub fn interactive_output(&self) -> bool {
+        !self.json && std::io::stdout().is_terminal()
+    }
+
     /// Whether colours are on.
     pub fn color(&self) -> bool {
         self.color

@@ -85,7 +85,35 @@ fn cost_cents(price_cents_per_hour: i64, seconds: i64) -> f64 {
     price_cents_per_hour as f64 * seconds.max(0) as f64 / 3600.0
 }
 
-/// Runs `soong status`.
+/// Runs `soong status [--watch]`: once, or every few seconds until
+/// interrupted (each round is the same one list call plus daemon calls, far
+/// within the API's rate limit at a 10 s interval).
+pub async fn watch(
+    printer: &Printer,
+    settings: &Settings,
+    args: &crate::args::StatusArgs,
+) -> anyhow::Result<ExitStatus> {
+    let Some(seconds) = args.watch else {
+        return run(printer, settings).await;
+    };
+    loop {
+        if printer.interactive_output() {
+            // Clear the screen and go home, like `watch(1)`.
+            print!("\x1b[2J\x1b[H");
+        }
+        printer.info(format!(
+            "Every {seconds}s, {} (Ctrl-C to stop)",
+            crate::commands::start::clock(OffsetDateTime::now_utc())
+        ));
+        run(printer, settings).await?;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitStatus::Success),
+        }
+    }
+}
+
+/// Runs `soong status` once.
 pub async fn run(printer: &Printer, settings: &Settings) -> anyhow::Result<ExitStatus> {
     if settings.config.status_daemon.token.is_none() {
         printer

@@ -116,3 +116,48 @@ fn configure_with_a_bad_key_exits_4() {
         .unwrap();
     assert_eq!(output.status.code(), Some(4), "{}", render(&output));
 }
+
+/// The wizard, through a real pseudo-terminal: each answer changes one
+/// setting, an empty answer keeps the current value.
+#[test]
+fn the_wizard_asks_on_a_terminal_and_keeps_empty_answers() {
+    use std::io::{Read, Write};
+    let context = TestContext::with_sim("partial.yaml", SimConfig::for_tests());
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let child = context
+        .command(&["configure"])
+        .stdin(std::process::Stdio::from(pty.slave))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    // API key (keep: the environment has one), SSH key, region (keep),
+    // filesystem, model, lease hours, idle minutes.
+    master
+        .write_all(b"\ndefault\n\ncoding-stack\nmistral-7b\n2\n20\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = render(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("SSH key name"), "{text}");
+    let config = std::fs::read_to_string(&context.config).unwrap();
+    for expected in [
+        "ssh_key_name: default",
+        "default_region: us-west-1",
+        "filesystem_name: coding-stack",
+        "model: mistral-7b",
+        "lease_hours: 2",
+        "idle_timeout_minutes: 20",
+        "token: ",
+    ] {
+        assert!(config.contains(expected), "{expected} missing:\n{config}");
+    }
+    // Drain what the terminal echoed, so nothing is left blocking.
+    let mut echoed = Vec::new();
+    let _ = nix::fcntl::fcntl(
+        std::os::fd::AsFd::as_fd(&master),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
+    let _ = master.read_to_end(&mut echoed);
+}

@@ -108,6 +108,7 @@ fn status_extend_stop_help() {
         Usage: soong status [OPTIONS]
 
         Options:
+              --watch [<SECONDS>]   Refresh every SECONDS until interrupted [default when given without a value: 10]
               --json                Print machine-readable JSON on stdout
           -y, --yes                 Answer yes to every question; needed when stdin is not a terminal
               --instance <ID|NAME>  The instance to act on, by id or name

@@ -206,3 +206,29 @@ fn ssh_access_is_refused_honestly() {
         hint: set `status_daemon.access: direct` in the config (the daemon must listen on the instance's address)
     "#);
 }
+
+#[test]
+fn status_watch_refreshes_until_interrupted() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    context
+        .sim()
+        .insert_instance(managed("soong-test-000001"))
+        .unwrap();
+    let child = context
+        .command(&["status", "--watch", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    // SIGINT, as Ctrl-C would send: the watch ends cleanly.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = crate::common::render(&output);
+    assert!(output.status.success(), "{text}");
+    let rounds = String::from_utf8_lossy(&output.stderr)
+        .matches("Every 2s")
+        .count();
+    assert!(rounds >= 2, "{text}");
+}
