@@ -265,8 +265,25 @@ pub async fn start(
             healthy: false,
         }));
     }
-    let instance = wait_active(printer, settings, &client, &id).await?;
-    let healthy = wait_healthy(printer, settings, &token, &instance).await;
+    // Interrupting the wait does not stop the instance: say so, and how.
+    let waited = tokio::select! {
+        waited = async {
+            let instance = wait_active(printer, settings, &client, &id).await?;
+            let healthy = wait_healthy(printer, settings, &token, &instance).await;
+            anyhow::Ok((instance, healthy))
+        } => waited,
+        _ = tokio::signal::ctrl_c() => {
+            return Err(UserError::new(format!(
+                "interrupted; `{}` ({id}) is launched and may be billing",
+                plan.name
+            ))
+            .hint(format!(
+                "`soong status` shows it; `soong stop --instance {id}` terminates it. Its daemon, once up, enforces the idle timeout and lease"
+            ))
+            .into());
+        }
+    };
+    let (instance, healthy) = waited?;
     if healthy {
         report_ready(printer, settings, &plan, &instance, launched_at);
     } else {

@@ -116,3 +116,33 @@ fn models_add_writes_the_config_privately_and_keeps_other_settings() {
             .contains("qwen-7b")
     );
 }
+
+#[test]
+fn the_environment_wins_over_the_file_and_the_file_works_alone() {
+    use lambda_sim::SimConfig;
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    // The file's key is the simulator's, and its URL is Lambda's: only
+    // `SOONG_API_URL` gets the call to the simulator.
+    let output = context
+        .command(&["available", "--json"])
+        .env_remove("LAMBDA_API_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        crate::common::render(&output)
+    );
+    // A wrong key in the environment wins over the file's good one.
+    let output = context
+        .command(&["available"])
+        .env("LAMBDA_API_KEY", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(4),
+        "{}",
+        crate::common::render(&output)
+    );
+}
