@@ -268,6 +268,8 @@ fn row_json(row: &Row, now: OffsetDateTime) -> serde_json::Value {
         "ip": instance.ip,
         "price_cents_per_hour": price,
         "model": instances::launch_tags(instance).and_then(|t| t.model),
+        // From the launch tags: what holds even when the daemon is dead.
+        "hard_deadline": instances::launch_tags(instance).map(|t| t.hard_deadline.unix_timestamp()),
         "launched_at": launched.map(OffsetDateTime::unix_timestamp),
         "uptime_seconds": uptime,
         "cost_so_far_cents": uptime.map(|s| cost_cents(price, s).round()),

@@ -129,6 +129,10 @@ impl TestContext {
             r"\d+(h \d\dm|m \d\ds|s)\b".to_owned(),
             "[DURATION]".to_owned(),
         ));
+        filters.push((
+            r#""(uptime_seconds|idle_seconds|lease_left_seconds)": -?\d+"#.to_owned(),
+            r#""$1": [N]"#.to_owned(),
+        ));
         filters
     }
 }

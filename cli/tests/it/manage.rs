@@ -77,12 +77,33 @@ fn status_json_reports_an_unreachable_daemon() {
         .sim()
         .insert_instance(unmanaged("training-run"))
         .unwrap();
-    let output = context.run(&["status", "--json"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        crate::common::render(&output)
-    );
+    let output = soong_snapshot!(context, ["status", "--json"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        [
+          {
+            "cost_so_far_cents": 20.0,
+            "daemon": {
+              "error": "the daemon at http://[ADDR] did not answer",
+              "reachable": false
+            },
+            "hard_deadline": [UNIX],
+            "id": "[ID]",
+            "instance_type": "gpu_1x_a10",
+            "ip": "127.0.1.1",
+            "launched_at": [UNIX],
+            "model": "llama-3.1-8b",
+            "name": "[NAME]",
+            "price_cents_per_hour": 75,
+            "region": "us-west-1",
+            "status": "active",
+            "uptime_seconds": [N]
+          }
+        ]
+
+        ----- stderr -----
+    "#);
     let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 1);
