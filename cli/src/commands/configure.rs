@@ -34,8 +34,9 @@ pub async fn run(
         || args.idle_minutes.is_some()
         || args.access.is_some()
         || args.rotate_token;
+    let mut create_filesystem = args.create_filesystem;
     if !flags_given && settings.interactive && !settings.yes {
-        ask(&mut config)?;
+        create_filesystem |= ask(printer, settings, &mut config).await?;
     } else {
         apply(&mut config, args);
     }
@@ -53,7 +54,7 @@ pub async fn run(
         }
     }
     if !args.no_check {
-        check(printer, settings, &mut config, args.create_filesystem).await?;
+        check(printer, settings, &mut config, create_filesystem).await?;
     }
     config.save(&settings.config_path)?;
     printer.info(format!(
@@ -121,29 +122,89 @@ fn question(label: &str, current: Option<&str>) -> anyhow::Result<Option<String>
     })
 }
 
-/// The wizard: each answer left empty keeps the current value.
-fn ask(config: &mut ConfigFile) -> anyhow::Result<()> {
+/// The wizard: each answer left empty keeps the current value. Once the
+/// key works, the questions show what the account has (SSH keys, regions,
+/// filesystems, the recommended GPU). Returns whether to create the
+/// filesystem.
+async fn ask(
+    printer: &Printer,
+    settings: &Settings,
+    config: &mut ConfigFile,
+) -> anyhow::Result<bool> {
     eprintln!("Press Enter to keep the value in brackets.");
     let masked = config.lambda.api_key.as_ref().map(|_| "********");
     if let Some(key) = question("Lambda API key", masked)? {
         config.lambda.api_key = Some(Secret::new(key));
     }
-    let text = |label: &str, target: &mut Option<String>| -> anyhow::Result<()> {
-        if let Some(value) = question(label, target.as_deref())? {
-            *target = Some(value);
+    let client = client_for(settings, config)?;
+    if let Some(client) = &client {
+        let spinner = printer.spinner("Checking the API key");
+        let keys = client.list_ssh_keys().await;
+        if let Some(spinner) = spinner {
+            spinner.finish_and_clear();
         }
-        Ok(())
-    };
-    text(
-        "SSH key name (in your Lambda account)",
-        &mut config.lambda.ssh_key_name,
-    )?;
+        let keys = keys.context("the API key does not work")?;
+        eprintln!("The API key works.");
+        if config.lambda.ssh_key_name.is_none() && keys.len() == 1 {
+            config.lambda.ssh_key_name = Some(keys[0].name.clone());
+        }
+        let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+        let label = format!("SSH key to launch with (your keys: {})", names.join(", "));
+        text(&label, &mut config.lambda.ssh_key_name)?;
+    } else {
+        text(
+            "SSH key name (in your Lambda account)",
+            &mut config.lambda.ssh_key_name,
+        )?;
+    }
     text("Region", &mut config.lambda.default_region)?;
+    let mut create_filesystem = false;
     text(
         "Persistent filesystem name",
         &mut config.lambda.filesystem_name,
     )?;
-    text("Default model", &mut config.defaults.model)?;
+    if let (Some(client), Some(name)) = (&client, config.lambda.filesystem_name.clone()) {
+        let filesystems = client
+            .list_filesystems()
+            .await
+            .context("cannot list filesystems")?;
+        if !filesystems.iter().any(|fs| fs.name == name) {
+            let region = config.lambda.default_region.clone().unwrap_or_default();
+            let answer = question(
+                &format!("There is no filesystem `{name}`. Create it in `{region}`? [y/N]"),
+                None,
+            )?;
+            create_filesystem = matches!(answer.as_deref(), Some("y" | "Y" | "yes"));
+        }
+    }
+    let registry = models::registry(&config.custom_models);
+    let ids: Vec<&str> = registry.iter().map(|m| m.id.as_str()).collect();
+    text(
+        &format!("Default model ({})", ids.join(", ")),
+        &mut config.defaults.model,
+    )?;
+    if let (Some(client), Some(model)) = (
+        &client,
+        config
+            .defaults
+            .model
+            .as_deref()
+            .and_then(|id| models::find(&registry, id)),
+    ) {
+        let types = client
+            .list_instance_types()
+            .await
+            .context("cannot list instance types")?;
+        let region = config.lambda.default_region.as_deref();
+        let now = models::recommend(model, &types, region).map_or_else(
+            || "none has capacity now".to_owned(),
+            |fit| format!("now `{}`", fit.instance_type),
+        );
+        text(
+            &format!("Default GPU type (empty: the cheapest that fits at launch time; {now})"),
+            &mut config.defaults.gpu,
+        )?;
+    }
     if let Some(hours) = question(
         "Lease hours (1-8)",
         Some(&config.defaults.lease_hours.to_string()),
@@ -166,24 +227,30 @@ fn ask(config: &mut ConfigFile) -> anyhow::Result<()> {
             .filter(|m| *m >= 1)
             .ok_or_else(|| UserError::new(format!("`{minutes}` is not a number of minutes")))?;
     }
+    Ok(create_filesystem)
+}
+
+/// Asks for a text setting; an empty answer keeps it.
+fn text(label: &str, target: &mut Option<String>) -> anyhow::Result<()> {
+    if let Some(value) = question(label, target.as_deref())? {
+        *target = Some(value);
+    }
     Ok(())
 }
 
-/// Checks the Lambda settings against the account (when a key is known).
-async fn check(
-    printer: &Printer,
+/// A client for the key being configured (the environment's wins, as it
+/// does everywhere), or `None` without a key.
+fn client_for(
     settings: &Settings,
-    config: &mut ConfigFile,
-    create_filesystem: bool,
-) -> anyhow::Result<()> {
+    config: &ConfigFile,
+) -> anyhow::Result<Option<lambda_cloud::Client>> {
     let key = std::env::var(ENV_API_KEY)
         .ok()
         .filter(|k| !k.trim().is_empty())
         .map(Secret::new)
         .or_else(|| config.lambda.api_key.clone());
     let Some(key) = key else {
-        printer.warn("no API key given, so nothing was checked against Lambda");
-        return Ok(());
+        return Ok(None);
     };
     let url = std::env::var(crate::settings::ENV_API_URL)
         .ok()
@@ -194,7 +261,20 @@ async fn check(
     if settings.no_pacing {
         builder = builder.pacing(lambda_cloud::Pacing::none());
     }
-    let client = builder.build()?;
+    Ok(Some(builder.build()?))
+}
+
+/// Checks the Lambda settings against the account (when a key is known).
+async fn check(
+    printer: &Printer,
+    settings: &Settings,
+    config: &mut ConfigFile,
+    create_filesystem: bool,
+) -> anyhow::Result<()> {
+    let Some(client) = client_for(settings, config)? else {
+        printer.warn("no API key given, so nothing was checked against Lambda");
+        return Ok(());
+    };
     let spinner = printer.spinner("Checking the API key");
     let keys = client.list_ssh_keys().await;
     if let Some(spinner) = spinner {

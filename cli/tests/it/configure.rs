@@ -133,19 +133,22 @@ fn the_wizard_asks_on_a_terminal_and_keeps_empty_answers() {
         .unwrap();
     let mut master = std::fs::File::from(pty.master);
     // API key (keep: the environment has one), SSH key, region (keep),
-    // filesystem, model, lease hours, idle minutes.
+    // a new filesystem and yes to creating it, model, GPU (keep: automatic),
+    // lease hours, idle minutes.
     master
-        .write_all(b"\ndefault\n\ncoding-stack\nmistral-7b\n2\n20\n")
+        .write_all(b"\ndefault\n\nscratch\ny\nmistral-7b\n\n2\n20\n")
         .unwrap();
     let output = child.wait_with_output().unwrap();
     let text = render(&output);
     assert!(output.status.success(), "{text}");
-    assert!(text.contains("SSH key name"), "{text}");
+    assert!(text.contains("your keys: default"), "{text}");
+    assert!(text.contains("Created filesystem `scratch`"), "{text}");
+    assert!(text.contains("now `gpu_1x_a10`"), "{text}");
     let config = std::fs::read_to_string(&context.config).unwrap();
     for expected in [
         "ssh_key_name: default",
         "default_region: us-west-1",
-        "filesystem_name: coding-stack",
+        "filesystem_name: scratch",
         "model: mistral-7b",
         "lease_hours: 2",
         "idle_timeout_minutes: 20",
