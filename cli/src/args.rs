@@ -75,6 +75,11 @@ pub enum Command {
     Available,
     /// The model registry: built-in and custom models, VRAM and GPU fit.
     Models(ModelsArgs),
+    /// Print shell completions, e.g. `soong completions bash > /etc/bash_completion.d/soong`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run the whole system against an embedded simulated cloud; needs no
     /// account, no config and no network.
     Demo(DemoArgs),

@@ -38,6 +38,12 @@ pub fn run(cli: Cli) -> ExitStatus {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            // Completions need nothing but the command line's shape.
+            Command::Completions { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "soong", &mut std::io::stdout());
+                Ok(ExitStatus::Success)
+            }
             // The demo brings its own simulated cloud and config.
             Command::Demo(args) => commands::demo::run(&printer, &args).await,
             command => {
@@ -70,5 +76,6 @@ pub async fn dispatch(
         Command::Available => commands::available::run(printer, settings).await,
         Command::Models(args) => commands::models::run(printer, settings, &args).await,
         Command::Demo(args) => commands::demo::run(printer, &args).await,
+        Command::Completions { .. } => Ok(ExitStatus::Success),
     }
 }

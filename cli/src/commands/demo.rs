@@ -140,11 +140,7 @@ pub async fn run(printer: &Printer, args: &DemoArgs) -> anyhow::Result<ExitStatu
     let sim = Sim::start(config)
         .await
         .context("cannot start the simulator")?;
-    note(format!(
-        "API at {} (key `{}`)",
-        sim.api_url(),
-        sim.api_key()
-    ));
+    note(format!("API at {}", sim.api_url()));
 
     let settings = demo_settings(&sim, home.path())?;
     note(format!(

@@ -17,15 +17,16 @@ fn top_level_help_lists_every_command() {
         Usage: soong [OPTIONS] <COMMAND>
 
         Commands:
-          configure  Write the config file: asks on a terminal, or takes flags; keeps every setting it is not given
-          start      Launch an instance serving a model, guarded by the soong daemon
-          status     Show soong's instances: deadlines, idle time, cost so far
-          extend     Add hours to an instance's lease (up to its 8 h maximum)
-          stop       Terminate an instance through the Lambda API
-          available  Show instance types, prices, regions with capacity and which models fit
-          models     The model registry: built-in and custom models, VRAM and GPU fit
-          demo       Run the whole system against an embedded simulated cloud; needs no account, no config and no network
-          help       Print this message or the help of the given subcommand(s)
+          configure    Write the config file: asks on a terminal, or takes flags; keeps every setting it is not given
+          start        Launch an instance serving a model, guarded by the soong daemon
+          status       Show soong's instances: deadlines, idle time, cost so far
+          extend       Add hours to an instance's lease (up to its 8 h maximum)
+          stop         Terminate an instance through the Lambda API
+          available    Show instance types, prices, regions with capacity and which models fit
+          models       The model registry: built-in and custom models, VRAM and GPU fit
+          completions  Print shell completions, e.g. `soong completions bash > /etc/bash_completion.d/soong`
+          demo         Run the whole system against an embedded simulated cloud; needs no account, no config and no network
+          help         Print this message or the help of the given subcommand(s)
 
         Options:
               --json
@@ -259,4 +260,16 @@ fn a_bad_flag_is_a_usage_error() {
 
         For more information, try '--help'.
     "#);
+}
+
+#[test]
+fn completions_are_generated_without_a_config() {
+    let context = TestContext::new(Some("empty.yaml"));
+    let output = context.run(&["completions", "bash"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        crate::common::render(&output)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("_soong()"));
 }
