@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lambda_cloud::{Client, Error, ErrorKind};
+use lambda_cloud::{CODE_OBJECT_DOES_NOT_EXIST, Client, Error, ErrorKind};
 use soong_protocol::ShutdownReason;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
@@ -177,8 +177,12 @@ impl Terminator {
 }
 
 /// 404 `global/object-does-not-exist`: the instance is already gone.
+///
+/// Only that code counts. Any other "not found" (a wrong `api_url` answering
+/// `global/not-found`, a proxy's HTML 404) says nothing about the instance,
+/// and taking it for "gone" would stop the daemon while the bill runs on.
 fn gone(err: &Error) -> bool {
-    err.kind() == ErrorKind::NotFound
+    err.kind() == ErrorKind::NotFound && err.code() == Some(CODE_OBJECT_DOES_NOT_EXIST)
 }
 
 /// Runs `pre_terminate` with `/bin/sh -c`, killing it at the timeout. Its

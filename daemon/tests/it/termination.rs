@@ -191,3 +191,33 @@ async fn an_instance_that_is_already_gone_counts_as_terminated() {
     assert_eq!(ctx.terminate_calls().len(), 1, "404 ends the retries");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_404_that_is_not_object_does_not_exist_is_not_taken_for_gone() {
+    // A wrong `api_url` answers every call with a 404 that is not Lambda's
+    // `global/object-does-not-exist`: the daemon must keep the instance in
+    // `terminating` and say the terminate failed, not believe it is gone.
+    let ctx = TestContext::new().await;
+    let right = ctx.sim.api_url();
+    let wrong = format!("{}/v1", ctx.sim.url());
+    let text = ctx
+        .config_text(Policy::default(), "")
+        .replace(&right, &wrong);
+    let _daemon = ctx.spawn(&ctx.write_config(&text)).await;
+    assert_eq!(ctx.post("/shutdown", "").await.status(), 202);
+    let mut status = ctx.status().await;
+    for _ in 0..100 {
+        if status.terminate_attempts >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = ctx.status().await;
+    }
+    assert_eq!(status.state, DaemonState::Terminating);
+    assert!(!status.terminate_confirmed, "{status:?}");
+    assert!(status.terminate_error.is_some(), "{status:?}");
+    assert!(
+        status.terminate_attempts >= 2,
+        "it keeps trying: {status:?}"
+    );
+}
