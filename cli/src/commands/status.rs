@@ -139,15 +139,19 @@ pub async fn run(printer: &Printer, settings: &Settings) -> anyhow::Result<ExitS
         let instance = &row.instance;
         let price = instance.instance_type.price_cents_per_hour;
         let launched = launched_at(row);
-        let uptime = launched.map(|at| (now - at).whole_seconds());
+        // An ending instance's clock stopped at a time the API does not
+        // tell; showing a growing uptime and cost would be wrong.
+        let uptime = launched
+            .filter(|_| !instance.status.is_ending())
+            .map(|at| (now - at).whole_seconds());
         let mut cells = vec![
             instance.name.clone().unwrap_or_default(),
             instance.id.clone(),
             instance.status.to_string(),
             instance.instance_type.name.clone(),
             instance.region.name.clone(),
-            uptime.map_or_else(|| "?".to_owned(), human_duration),
-            uptime.map_or_else(|| "?".to_owned(), |s| dollars(cost_cents(price, s))),
+            uptime.map_or_else(|| "-".to_owned(), human_duration),
+            uptime.map_or_else(|| "-".to_owned(), |s| dollars(cost_cents(price, s))),
         ];
         match &row.daemon {
             Some(Ok(status)) => {
@@ -241,7 +245,9 @@ fn row_json(row: &Row, now: OffsetDateTime) -> serde_json::Value {
     let instance = &row.instance;
     let price = instance.instance_type.price_cents_per_hour;
     let launched = launched_at(row);
-    let uptime = launched.map(|at| (now - at).whole_seconds());
+    let uptime = launched
+        .filter(|_| !instance.status.is_ending())
+        .map(|at| (now - at).whole_seconds());
     let daemon = match &row.daemon {
         None => json!(null),
         Some(Ok(status)) => json!({

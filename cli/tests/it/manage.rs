@@ -253,3 +253,25 @@ fn status_watch_refreshes_until_interrupted() {
         .count();
     assert!(rounds >= 2, "{text}");
 }
+
+#[test]
+fn a_terminated_instance_shows_no_growing_cost() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    let mut gone = managed("soong-test-000001");
+    gone.status = lambda_cloud::InstanceStatus::Terminated;
+    context.sim().insert_instance(gone).unwrap();
+    let output = context.run(&["status", "--json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        crate::common::render(&output)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "terminated");
+    assert_eq!(rows[0]["cost_so_far_cents"], serde_json::Value::Null);
+    assert_eq!(
+        rows[0]["daemon"],
+        serde_json::Value::Null,
+        "a terminated instance's daemon is not asked"
+    );
+}
