@@ -192,7 +192,7 @@ pub async fn run(printer: &Printer, args: &DemoArgs) -> anyhow::Result<ExitStatu
         .context("the simulated instance has no usable IP")?;
     let token = settings.require_token()?.clone();
     let daemon = DaemonClient::direct(
-        &format!("http://{ip}:{DAEMON_PORT}"),
+        &format!("http://{ip}:{}", settings.config.status_daemon.port),
         &token,
         Duration::from_secs(3),
     );
@@ -307,6 +307,16 @@ pub async fn run(printer: &Printer, args: &DemoArgs) -> anyhow::Result<ExitStatu
     Ok(ExitStatus::Success)
 }
 
+/// A port free on loopback now. The simulator hands out 127.0.1.1 first,
+/// so a fixed port could meet another demo (or test) running beside this
+/// one; the daemon's port is the one thing the config lets the demo choose.
+fn free_port() -> Option<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .ok()
+}
+
 /// Settings as `soong configure` would write them, pointing at the simulator.
 fn demo_settings(sim: &Sim, home: &Path) -> anyhow::Result<Settings> {
     let config_path = home.join(".config/gpu-dashboard/config.yaml");
@@ -317,7 +327,7 @@ fn demo_settings(sim: &Sim, home: &Path) -> anyhow::Result<Settings> {
     config.lambda.filesystem_name = Some("coding-stack".to_owned());
     config.lambda.ssh_key_name = Some("default".to_owned());
     config.status_daemon.token = Some(Secret::new(crate::settings::generate_token()));
-    config.status_daemon.port = DAEMON_PORT;
+    config.status_daemon.port = free_port().unwrap_or(DAEMON_PORT);
     // The simulator's instances are loopback addresses: talk to the daemon
     // directly, as `status_daemon.access: direct` does.
     config.status_daemon.access = Access::Direct;

@@ -774,9 +774,26 @@ async fn wait_healthy(
     if spinner.is_none() {
         printer.info(format!("Waiting for the soong daemon at {}…", daemon.url()));
     }
+    let name = instance.name.as_deref();
     let healthy = loop {
+        // `/health` answers anyone; `/status` proves the daemon has our
+        // token and guards this very instance (not some other process that
+        // happens to listen at that address).
         match daemon.health().await {
-            Ok(health) if health.status == "ok" => break true,
+            Ok(health) if health.status == "ok" => match daemon.status().await {
+                Ok(status)
+                    if status.instance_id.as_deref() == Some(instance.id.as_str())
+                        || (name.is_some() && status.instance_name.as_deref() == name) =>
+                {
+                    break true;
+                }
+                Ok(status) => printer.verbose(format!(
+                    "the daemon at {} guards `{}`, not this instance",
+                    daemon.url(),
+                    status.instance_name.as_deref().unwrap_or("?")
+                )),
+                Err(error) => printer.verbose(format!("daemon not ready yet: {error}")),
+            },
             Ok(_) => {}
             Err(error) => printer.verbose(format!("daemon not up yet: {error}")),
         }

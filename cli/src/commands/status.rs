@@ -205,10 +205,16 @@ pub async fn run(printer: &Printer, settings: &Settings) -> anyhow::Result<ExitS
                             ))
                         },
                     ),
-                    printer.red_bold(&format!(
-                        "DAEMON DEAD: only the hard deadline{} stops it",
-                        hard.map(|h| format!(" ({})", clock(h))).unwrap_or_default()
-                    )),
+                    printer.red_bold(&match error {
+                        DaemonError::Refused { status: 401, .. } => {
+                            "DAEMON REFUSES OUR TOKEN: its deadlines are unknown".to_owned()
+                        }
+                        DaemonError::Refused { message, .. } => format!("DAEMON ERROR: {message}"),
+                        _ => format!(
+                            "DAEMON DEAD: only the hard deadline{} stops it",
+                            hard.map(|h| format!(" ({})", clock(h))).unwrap_or_default()
+                        ),
+                    }),
                     "?".into(),
                     "?".into(),
                 ]);
