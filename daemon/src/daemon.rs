@@ -150,6 +150,17 @@ pub async fn serve_with(
     // The thread ends by itself once the loop drops the receiver.
     let _sampler = crate::sampler::spawn(&config.activity, samples_tx);
 
+    let acceptor = TcpAcceptor::from_tokio(listener).map_err(ServeError::Server)?;
+    if let Some(addr) = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+    {
+        log::info!("listening on {addr}");
+    }
+    // READY=1 before the loop's first WATCHDOG=1.
+    notifier.ready();
+
     let enforcer = Enforcer {
         shared: Arc::clone(&shared),
         samples: samples_rx,
@@ -159,15 +170,6 @@ pub async fn serve_with(
     };
     let enforcer = tokio::spawn(enforcer.run(stop_rx));
 
-    let acceptor = TcpAcceptor::from_tokio(listener).map_err(ServeError::Server)?;
-    if let Some(addr) = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-    {
-        log::info!("listening on {addr}");
-    }
-    notifier.ready();
     let result = poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
             crate::server::routes(Arc::clone(&shared), settings.token.clone()),
@@ -197,12 +199,15 @@ fn log_start(core: &Core, origin: &Origin) {
             format!("state file unusable ({reason}): conservative fallback")
         }
     };
+    let shutdown_at = fmt(at);
     log::info!(
-        "guarding instance {}; state {how}; lease until {}, hard deadline {}, shutdown at {} ({reason})",
+        SOONG_INSTANCE_ID = core.instance_id().unwrap_or(""),
+        SOONG_REASON = reason.as_str(),
+        SOONG_SHUTDOWN_AT = shutdown_at.as_str();
+        "guarding instance {}; state {how}; lease until {}, hard deadline {}, shutdown at {shutdown_at} ({reason})",
         core.instance_id().unwrap_or("(to be resolved by name)"),
         fmt(deadlines.lease),
         fmt(deadlines.hard),
-        fmt(at),
     );
     if core.is_terminating() {
         log::warn!("a termination was in progress before the restart; continuing it");

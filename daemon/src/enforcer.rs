@@ -37,7 +37,11 @@ impl Enforcer {
     /// Runs until `stop` turns true, then persists one last time.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut samples_open = true;
+        #[cfg(debug_assertions)]
+        let stall = test_hooks::stall_file();
         loop {
+            #[cfg(debug_assertions)]
+            test_hooks::stall_while_present(stall.as_deref()).await;
             let before = now();
             let wake_at = self.shared.lock().next_wakeup(before);
             let sleep = std::time::Duration::try_from(wake_at - before)
@@ -95,10 +99,52 @@ impl Enforcer {
                 }
                 Action::NotifyWatchdog => {
                     self.notifier.watchdog();
-                    let summary = self.shared.lock().summary(now());
-                    self.notifier.status(&summary);
+                    let now = now();
+                    let status = self.shared.lock().status(now);
+                    self.notifier
+                        .status(&crate::systemd::status_line(&status, now));
                 }
             }
+        }
+    }
+}
+
+/// Test-only: a way to hang the loop from outside, so tests can prove that
+/// the watchdog pings come from the loop (they stop while it hangs, and
+/// systemd restarts the daemon). Compiled into debug builds only: a release
+/// binary has no such switch.
+#[cfg(debug_assertions)]
+pub mod test_hooks {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    /// Names a file; while it exists, the enforcement loop does nothing
+    /// (debug builds only).
+    pub const STALL_FILE_ENV: &str = "SOONG_TEST_STALL_LOOP_FILE";
+
+    /// The stall file, if the environment names one.
+    pub fn stall_file() -> Option<PathBuf> {
+        let path = std::env::var_os(STALL_FILE_ENV).filter(|p| !p.is_empty())?;
+        log::warn!(
+            "{STALL_FILE_ENV} is set: the enforcement loop stalls while `{}` exists (a test hook)",
+            Path::new(&path).display()
+        );
+        Some(path.into())
+    }
+
+    /// Returns once `path` does not exist (at once when there is none).
+    pub async fn stall_while_present(path: Option<&Path>) {
+        let Some(path) = path else { return };
+        let mut logged = false;
+        while path.exists() {
+            if !logged {
+                log::warn!("enforcement loop stalled by the test hook");
+                logged = true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if logged {
+            log::warn!("enforcement loop resumed");
         }
     }
 }

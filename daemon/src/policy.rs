@@ -436,22 +436,6 @@ impl Core {
             terminate_error: self.progress.last_error.clone(),
         })
     }
-
-    /// A one-line summary (for systemd's `STATUS=`).
-    pub fn summary(&self, now: OffsetDateTime) -> String {
-        let (at, reason) = self.shutdown();
-        if self.is_terminating() {
-            let progress = if self.is_confirmed() {
-                "confirmed".to_owned()
-            } else {
-                format!("{} attempts", self.progress.attempts)
-            };
-            format!("terminating ({reason}), {progress}")
-        } else {
-            let left = lease::between(now, at).as_secs();
-            format!("running; {reason} in {left}s")
-        }
-    }
 }
 
 #[cfg(test)]

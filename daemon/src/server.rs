@@ -248,8 +248,11 @@ async fn post_extend(req: &Request, body: Body, Data(api): Data<&Arc<Api>>) -> R
     let result = api.shared.lock().extend(now(), requested);
     match result {
         Ok(grant) => {
+            let (shutdown_at, reason) = api.shared.lock().shutdown();
+            let shutdown_at = shutdown_at.format(&Rfc3339).unwrap_or_default();
             log::info!(
-                "lease extended by {}s (asked {}s) to {}",
+                SOONG_REASON = reason.as_str(), SOONG_SHUTDOWN_AT = shutdown_at.as_str();
+                "lease extended by {}s (asked {}s) to {}; shutdown at {shutdown_at} ({reason})",
                 grant.granted.as_secs(),
                 grant.requested.as_secs(),
                 grant.lease_deadline.format(&Rfc3339).unwrap_or_default()
@@ -311,6 +314,7 @@ async fn post_shutdown(req: &Request, body: Body, Data(api): Data<&Arc<Api>>) ->
     }
     let detail = request.reason.filter(|r| !r.trim().is_empty());
     log::warn!(
+        SOONG_REASON = "shutdown_requested";
         "shutdown requested through the API{}",
         detail
             .as_deref()

@@ -73,7 +73,9 @@ impl Terminator {
 
     async fn execute(&mut self, order: Order) {
         let id = self.shared.lock().instance_id().map(str::to_owned);
+        let reason = order.reason.as_str();
         log::warn!(
+            SOONG_REASON = reason, SOONG_INSTANCE_ID = id.as_deref().unwrap_or("");
             "terminating instance `{}`: {}{}",
             id.as_deref().unwrap_or("(not yet identified)"),
             order.reason,
@@ -105,7 +107,10 @@ impl Terminator {
                 Err(err) => Err((chain(&err), err.retry_after())),
             };
             let Err((message, retry_after)) = outcome else {
-                log::warn!("Lambda confirmed the termination of instance `{id}`");
+                log::warn!(
+                    SOONG_REASON = reason, SOONG_INSTANCE_ID = id.as_str();
+                    "Lambda confirmed the termination of instance `{id}`"
+                );
                 self.shared.lock().terminate_confirmed(now());
                 self.shared.wake.notify_one();
                 self.final_heartbeat().await;
@@ -113,6 +118,7 @@ impl Terminator {
             };
             let wait = self.backoff.delay(round, retry_after);
             log::error!(
+                SOONG_REASON = reason, SOONG_INSTANCE_ID = id.as_str();
                 "terminate call {round} for instance `{id}` failed: {message}; the instance is still billing; retrying in {}s",
                 wait.as_secs()
             );
@@ -193,6 +199,10 @@ async fn run_pre_terminate(command: &str, timeout: Duration) {
         .arg("-c")
         .arg(command)
         .stdin(std::process::Stdio::null())
+        // Only the daemon itself may notify systemd (`NotifyAccess=main`).
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .kill_on_drop(true)
         .spawn();
     let mut child = match child {

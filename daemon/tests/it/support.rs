@@ -241,11 +241,17 @@ pub struct DaemonProcess {
 
 impl DaemonProcess {
     pub fn start(config: &Path, log: &Path) -> Self {
+        Self::start_with_env(config, log, &[])
+    }
+
+    /// [`DaemonProcess::start`] with extra environment variables.
+    pub fn start_with_env(config: &Path, log: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Self {
         let log = File::options().create(true).append(true).open(log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_soong-daemon"))
             .arg("--config")
             .arg(config)
             .env("SOONG_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
