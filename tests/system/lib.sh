@@ -26,8 +26,8 @@ SOONG_TEST_BOOT_TIMEOUT="${SOONG_TEST_BOOT_TIMEOUT:-120}"
 # debootstrap brings the base (systemd as init); apt-get inside the tree adds
 # the rest (debootstrap's own resolver cannot configure python3 packages).
 SOONG_TEST_BASE_PACKAGES="systemd,systemd-sysv,dbus,ca-certificates"
-SOONG_TEST_PACKAGES="${SOONG_TEST_PACKAGES:-curl iproute2 procps python3 python3-apt python3-yaml cloud-init openssh-server openssh-client nftables less}"
-_SOONG_IMAGE_SETUP_VERSION=3
+SOONG_TEST_PACKAGES="${SOONG_TEST_PACKAGES:-curl iproute2 procps locales libnss-systemd python3 python3-apt python3-yaml cloud-init openssh-server openssh-client nftables less}"
+_SOONG_IMAGE_SETUP_VERSION=5
 
 # Where per-machine state lives (overlay dirs, logs, pids). One per process.
 _SOONG_RUN_DIR=""
@@ -102,6 +102,11 @@ soong_image_ensure() {
     touch "$tmp/.soong-image-complete"
     rm -rf "$image"
     mv "$tmp" "$image"
+    # Trees of older keys (another package list or setup version) go.
+    local old
+    for old in "$SOONG_TEST_CACHE/$SOONG_TEST_SUITE"-*; do
+      [ "$old" = "$image" ] || [ ! -f "$old/.soong-image-complete" ] || rm -rf --one-file-system "$old"
+    done
     soong_log "image ready in $((SECONDS - start))s"
   ) 9>"$SOONG_TEST_CACHE/.lock"
 }
@@ -128,13 +133,16 @@ _soong_image_configure() {
 network: {config: disabled}
 datasource_list: [NoCloud, None]
 EOF
+  # en_US.UTF-8 exists, as on Lambda's images (cloud-init's locale module sets it).
+  sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' "$root/etc/locale.gen"
+  systemd-nspawn --quiet --register=no --keep-unit -D "$root" locale-gen >/dev/null \
+    2> >(grep -v '^Attempted to remove disk file system under' >&2)
   # Keep the journal in memory and small; no getty on the console.
   mkdir -p "$root/etc/systemd/journald.conf.d"
   printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=32M\n' >"$root/etc/systemd/journald.conf.d/soong-test.conf"
   ln -sf /dev/null "$root/etc/systemd/system/console-getty.service"
   # The same apt sources as the host (ansible's apt module may install).
   printf 'deb %s %s main\n' "$(soong_mirror)" "$SOONG_TEST_SUITE" >"$root/etc/apt/sources.list"
-  rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*_Packages 2>/dev/null || true
 }
 
 # Creates this process's run directory and installs the cleanup traps. Runs
@@ -182,8 +190,10 @@ soong_machine_root() { printf '%s/root\n' "$(_soong_dir "$1")"; }
 soong_machine_chroot() {
   local name=$1
   shift
+  # (nspawn's complaint about cleaning /run/systemd/nspawn on a host whose
+  # /run is not a tmpfs is noise: filtered.)
   systemd-nspawn --quiet --register=no --keep-unit -D "$(soong_machine_root "$name")" -M "$name" \
-    --setenv=LANG=C.UTF-8 -- "$@"
+    --setenv=LANG=C.UTF-8 -- "$@" 2> >(grep -v '^Attempted to remove disk file system under' >&2)
 }
 
 # soong_machine_boot NAME [NSPAWN-ARGS...]: boots the machine in the host's
@@ -224,6 +234,7 @@ soong_machine_boot() {
     sleep 0.5
   done
   soong_log "machine $name booted ($state)"
+  [ "$state" = running ] || soong_machine_exec "$name" systemctl --failed --no-pager --no-legend >&2 || true
 }
 
 # The container's PID 1: nspawn's child that lives in another PID namespace.
@@ -243,14 +254,14 @@ _soong_find_leader() {
 soong_machine_leader() { cat "$(_soong_dir "$1")/leader"; }
 
 # soong_machine_exec NAME CMD...: runs CMD inside the booted machine (its
-# mount, PID, IPC and UTS namespaces and root), stdin/stdout/stderr passed
+# mount, PID, IPC, UTS and network namespaces and root), stdin/stdout/stderr passed
 # through, exit status returned. Not a unit of the container's systemd:
 # use soong_machine_run for that.
 soong_machine_exec() {
   local name=$1 leader
   shift
   leader=$(soong_machine_leader "$name")
-  nsenter --target "$leader" --mount --uts --ipc --pid --root --wd=/ -- \
+  nsenter --target "$leader" --mount --uts --ipc --net --pid --root --wd=/ -- \
     /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LANG=C.UTF-8 TERM=dumb SYSTEMD_PAGER= SYSTEMD_COLORS=0 "$@"
 }

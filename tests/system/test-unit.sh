@@ -94,7 +94,7 @@ check "the state file lives in the StateDirectory" soong_machine_exec unit test 
 
 # --- hardening leaves activity detection working --------------------------
 before=$(status_field last_activity || true)
-soong_machine_run unit -p StandardOutput=null -- script -qc 'for i in 1 2 3; do echo typing; sleep 1; done' /dev/null ||
+soong_machine_run unit -- script -qc 'for i in 1 2 3; do echo typing; sleep 1; done' /dev/null >/dev/null ||
   not_ok "a pty session runs in the container"
 sleep 2
 source_=$(status_field last_activity_source || true)
