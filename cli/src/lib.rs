@@ -23,6 +23,9 @@ use exit::ExitStatus;
 /// Runs one command to completion.
 pub fn run(cli: Cli) -> ExitStatus {
     let printer = settings::printer(&cli.global);
+    if cli.global.verbose {
+        output::install_verbose_logger();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

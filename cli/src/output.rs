@@ -182,6 +182,40 @@ pub fn human_duration(seconds: i64) -> String {
     if negative { format!("-{text}") } else { text }
 }
 
+/// With `-v`, what the libraries log (the Lambda client's retries, and in
+/// the demo the in-process daemons' decisions) goes to stderr.
+struct VerboseLogger;
+
+impl log::Log for VerboseLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Info
+            && (metadata.target().starts_with("lambda_cloud")
+                || metadata.target().starts_with("soong"))
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!(
+                "  [{} {}] {}",
+                record.level(),
+                record.target(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: VerboseLogger = VerboseLogger;
+
+/// Installs the verbose logger (once; later calls do nothing).
+pub fn install_verbose_logger() {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
