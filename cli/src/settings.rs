@@ -558,7 +558,7 @@ impl Settings {
             .ok_or_else(|| {
                 UserError::new("no Lambda API key is configured")
                     .hint(format!(
-                        "set `lambda.api_key` {} or `{ENV_API_KEY}` in the environment",
+                        "run `soong configure`, or set `lambda.api_key` {} or `{ENV_API_KEY}` in the environment",
                         self.where_to_set()
                     ))
                     .status(crate::exit::ExitStatus::Auth)
@@ -583,7 +583,7 @@ impl Settings {
         self.config.status_daemon.token.as_ref().ok_or_else(|| {
             UserError::new("`status_daemon.token` is not set")
                 .hint(format!(
-                    "set `status_daemon.token` {} to a random secret (e.g. `openssl rand -base64 32`)",
+                    "run `soong configure` (it generates one), or set `status_daemon.token` {} to 32 random bytes, URL-safe base64",
                     self.where_to_set()
                 ))
                 .into()

@@ -46,7 +46,7 @@ fn a_partial_file_names_the_missing_setting() {
         ----- stderr -----
         error: no Lambda API key is configured
 
-        hint: set `lambda.api_key` in `[TEMP]/config.yaml` or `LAMBDA_API_KEY` in the environment
+        hint: run `soong configure`, or set `lambda.api_key` in `[TEMP]/config.yaml` or `LAMBDA_API_KEY` in the environment
     "#);
 }
 
