@@ -3,13 +3,14 @@
 //! An I/O-free policy core ([`policy`]) decides; a thin shell executes:
 //! [`enforcer`] (the loop and its timers), [`terminator`], [`heartbeat`],
 //! [`identity`], [`sampler`] (over [`activity`]), [`server`] (the HTTP
-//! API), [`state`] (persistence) and [`systemd`] (the notify seam).
+//! API, and the [`dashboard`] page), [`state`] (persistence) and [`systemd`] (the notify seam).
 //! [`serve`] assembles them; [`cli`] is the binary.
 
 pub mod activity;
 pub mod args;
 pub mod cli;
 pub mod daemon;
+pub mod dashboard;
 pub mod enforcer;
 pub mod heartbeat;
 pub mod identity;

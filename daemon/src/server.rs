@@ -40,6 +40,9 @@ struct Api {
 /// The API's routes, with error rewriting.
 pub fn routes(shared: Arc<Shared>, token: Secret) -> impl Endpoint {
     Route::new()
+        .at("/", get(crate::dashboard::page))
+        .at("/dashboard.js", get(crate::dashboard::script))
+        .at("/dashboard.css", get(crate::dashboard::style))
         .at("/health", get(get_health))
         .at("/status", get(get_status))
         .at("/activity", post(post_activity))

@@ -246,12 +246,14 @@ async fn wrong_methods_get_405_and_unknown_paths_404_as_json() {
         ("POST", "/health"),
         ("DELETE", "/status"),
         ("PUT", "/metrics"),
+        ("POST", "/"),
+        ("DELETE", "/dashboard.js"),
     ] {
         let (status, body) = api.send(method, path, "").await;
         assert_eq!(status, 405, "{method} {path}: {body}");
         assert_clean_error(&body, "method_not_allowed");
     }
-    for path in ["/", "/nope", "/status/x", "/../etc/passwd", "/%00"] {
+    for path in ["/index.html", "/nope", "/status/x", "/../etc/passwd", "/%00"] {
         let (status, body) = api.send("GET", path, "").await;
         assert_eq!(status, 404, "{path}: {body}");
         assert_clean_error(&body, "not_found");

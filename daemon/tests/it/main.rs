@@ -1,6 +1,7 @@
 mod activity;
 mod api;
 mod config;
+mod dashboard;
 mod heartbeat;
 mod identity;
 mod idle;
