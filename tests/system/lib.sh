@@ -204,9 +204,12 @@ soong_machine_boot() {
   dir=$(_soong_dir "$name")
   [ -f "$dir/pid" ] && soong_die "machine $name is running already"
   # setsid: the container gets no terminal and survives nothing of ours
-  # but the EXIT trap.
+  # but the EXIT trap. --console=read-only, not passive: a passive console is
+  # a pty nobody reads, and once cloud-init's output fills it, everything
+  # writing to /dev/console (shutdown included) blocks. Its output goes to
+  # console.log in the machine's directory.
   setsid systemd-nspawn --quiet --boot --register=no --keep-unit -D "$dir/root" -M "$name" \
-    --console=passive --link-journal=no "$@" >"$dir/console.log" 2>&1 </dev/null &
+    --console=read-only --link-journal=no "$@" >"$dir/console.log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$dir/pid"
   deadline=$((SECONDS + SOONG_TEST_BOOT_TIMEOUT))
