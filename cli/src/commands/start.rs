@@ -224,6 +224,25 @@ pub async fn start(
     let launched_at = OffsetDateTime::now_utc();
     let (request, masked) = build_request(settings, &plan, launched_at, &token, &api_key)?;
     print_plan(printer, &plan, launched_at);
+    // A second instance is sometimes meant, often forgotten: say so before
+    // the question (or the `-y`) that starts billing another one.
+    let running: Vec<String> = existing
+        .iter()
+        .filter(|i| instances::is_managed(i) && !i.status.is_ending())
+        .map(|i| {
+            format!(
+                "`{}` ({}/h)",
+                i.name.as_deref().unwrap_or(&i.id),
+                dollars(i.instance_type.price_cents_per_hour as f64)
+            )
+        })
+        .collect();
+    if !running.is_empty() && !args.dry_run {
+        printer.warn(format!(
+            "already running: {}; this launch adds another",
+            running.join(", ")
+        ));
+    }
     if args.dry_run {
         let mut shown = serde_json::to_value(&request)?;
         shown["user_data"] = json!(masked);

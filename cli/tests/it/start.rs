@@ -358,3 +358,19 @@ fn wait_for_capacity_launches_once_capacity_frees_up() {
     assert!(output.status.success(), "{text}");
     assert!(text.contains("Capacity appeared"), "{text}");
 }
+
+#[test]
+fn a_second_launch_warns_about_the_instance_already_running() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    let first = context.run(&["start", "-y", "--no-wait", "--name", "soong-first"]);
+    assert!(first.status.success(), "{}", crate::common::render(&first));
+    let second = context.run(&["start", "-y", "--no-wait"]);
+    let text = crate::common::render(&second);
+    assert!(second.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "warning: already running: `soong-first` ($0.75/h); this launch adds another"
+        ),
+        "{text}"
+    );
+}
