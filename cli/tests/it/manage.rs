@@ -275,3 +275,42 @@ fn a_terminated_instance_shows_no_growing_cost() {
         "a terminated instance's daemon is not asked"
     );
 }
+
+#[test]
+fn extend_with_a_dead_daemon_says_what_still_stops_the_instance() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    context
+        .sim()
+        .insert_instance(managed("soong-test-000001"))
+        .unwrap();
+    soong_snapshot!(context, ["extend", "1"], @r#"
+        success: false
+        exit_code: 1
+        ----- stdout -----
+
+        ----- stderr -----
+        error: cannot extend `[NAME]`
+          Caused by: the daemon at http://[ADDR] did not answer
+          Caused by: error sending request for url (http://[ADDR]/extend)
+          Caused by: client error (Connect)
+          Caused by: tcp connect error
+          Caused by: Connection refused (os error 111)
+
+        hint: the daemon may still be starting, or dead; if dead, nothing but the hard deadline stops this instance: `soong stop`
+    "#);
+}
+
+#[test]
+fn extend_by_nothing_is_a_usage_error() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    soong_snapshot!(context, ["extend", "0"], @r#"
+        success: false
+        exit_code: 2
+        ----- stdout -----
+
+        ----- stderr -----
+        error: cannot extend by 0 hours
+
+        hint: give a number of hours between 0 and 8, e.g. `soong extend 1.5`
+    "#);
+}
