@@ -287,9 +287,13 @@ pub async fn start(
     // Interrupting the wait does not stop the instance: say so, and how.
     let waited = tokio::select! {
         waited = async {
-            let instance = wait_active(printer, settings, &client, &id).await?;
-            let healthy = wait_healthy(printer, settings, &token, &instance).await;
-            anyhow::Ok((instance, healthy))
+            match wait_active(printer, settings, &client, &id).await? {
+                Boot::Active(instance) => {
+                    let healthy = wait_healthy(printer, settings, &token, &instance).await;
+                    anyhow::Ok((Some(instance), healthy, None))
+                }
+                Boot::Failed(why) => anyhow::Ok((None, false, Some(why))),
+            }
         } => waited,
         _ = tokio::signal::ctrl_c() => {
             return Err(UserError::new(format!(
@@ -302,13 +306,19 @@ pub async fn start(
             .into());
         }
     };
-    let (instance, healthy) = waited?;
-    if healthy {
-        report_ready(printer, settings, &plan, &instance, launched_at);
-    } else {
-        never_healthy(printer, settings, &client, &instance).await?;
+    match waited? {
+        (Some(instance), true, _) => {
+            report_ready(printer, settings, &plan, &instance, launched_at);
+            Ok(Some(Launched {
+                instance,
+                healthy: true,
+            }))
+        }
+        (_, _, why) => {
+            let why = why.unwrap_or_else(|| "its soong daemon never answered".to_owned());
+            Err(unguarded(printer, settings, &client, &id, &plan.name, &why).await)
+        }
     }
-    Ok(Some(Launched { instance, healthy }))
 }
 
 async fn check_ssh_key(client: &Client, wanted: &str) -> anyhow::Result<()> {
@@ -717,13 +727,23 @@ fn scaled(settings: &Settings, duration: Duration) -> Duration {
         .max(Duration::from_millis(100))
 }
 
-/// Waits for `booting → active`.
+/// How a boot ended.
+enum Boot {
+    /// Active, with an address.
+    Active(Instance),
+    /// Not active in time, or in a status it will not leave for `active`;
+    /// it may be billing all the same.
+    Failed(String),
+}
+
+/// Waits for `booting → active`. An error means the instance could not be
+/// followed at all (its state is unknown).
 async fn wait_active(
     printer: &Printer,
     settings: &Settings,
     client: &Client,
     id: &str,
-) -> anyhow::Result<Instance> {
+) -> anyhow::Result<Boot> {
     let deadline = tokio::time::Instant::now() + scaled(settings, BOOT_TIMEOUT);
     let spinner = printer.spinner("Booting");
     if spinner.is_none() {
@@ -732,18 +752,14 @@ async fn wait_active(
     let result = loop {
         match client.get_instance(id).await {
             Ok(instance) => match instance.status {
-                InstanceStatus::Active if instance.ip.is_some() => break Ok(instance),
+                InstanceStatus::Active if instance.ip.is_some() => {
+                    break Ok(Boot::Active(instance));
+                }
                 InstanceStatus::Booting | InstanceStatus::Active => {}
                 status => {
-                    break Err(UserError::new(format!(
-                        "instance `{id}` became `{status}` instead of `active`"
-                    ))
-                    .hint(if status == InstanceStatus::Unhealthy {
-                        "Lambda still bills an unhealthy instance: stop it with `soong stop --instance ID` and launch again"
-                    } else {
-                        "launch again with `soong start`"
-                    })
-                    .into());
+                    break Ok(Boot::Failed(format!(
+                        "it became `{status}` instead of `active`"
+                    )));
                 }
             },
             // Just after a launch the instance may not be listed yet.
@@ -757,24 +773,24 @@ async fn wait_active(
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            break Err(UserError::new(format!(
-                "instance `{id}` did not become active within {}",
+            break Ok(Boot::Failed(format!(
+                "it did not become active within {}",
                 human_duration(scaled(settings, BOOT_TIMEOUT).as_secs() as i64)
-            ))
-            .hint("it may still be billing: `soong status`, then `soong stop` if it never comes up")
-            .into());
+            )));
         }
         tokio::time::sleep(scaled(settings, POLL)).await;
     };
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }
-    let instance = result?;
-    printer.info(format!(
-        "Active at {}.",
-        instance.ip.as_deref().unwrap_or("?")
-    ));
-    Ok(instance)
+    let boot = result?;
+    if let Boot::Active(instance) = &boot {
+        printer.info(format!(
+            "Active at {}.",
+            instance.ip.as_deref().unwrap_or("?")
+        ));
+    }
+    Ok(boot)
 }
 
 /// Waits for the daemon's `/health`; false if it never answers.
@@ -861,45 +877,43 @@ fn report_ready(
     ));
 }
 
-/// The loud outcome: a billing instance nobody guards.
-async fn never_healthy(
+/// The loud outcome: a launched instance, possibly billing, that nobody
+/// guards. Offers to terminate it (`--yes` does); returns the error to exit with.
+async fn unguarded(
     printer: &Printer,
     settings: &Settings,
     client: &Client,
-    instance: &Instance,
-) -> anyhow::Result<()> {
-    let name = instance.name.as_deref().unwrap_or(&instance.id);
+    id: &str,
+    name: &str,
+    why: &str,
+) -> anyhow::Error {
     printer.warn(format!(
-        "{} `{name}` ({}) is running and billing, but its soong daemon never answered: nothing enforces its idle timeout or lease",
+        "{} `{name}` ({id}) may be billing, but {why}: nothing enforces its idle timeout or lease",
         printer.red_bold("UNGUARDED:"),
-        instance.id
     ));
     let terminate = if settings.yes {
-        true
+        Ok(true)
     } else if settings.interactive {
-        crate::prompt::confirm(settings, &format!("Terminate `{name}` now?"), "terminate")?
+        crate::prompt::confirm(settings, &format!("Terminate `{name}` now?"), "terminate")
     } else {
-        false
+        Ok(false)
     };
-    if terminate {
-        client
-            .terminate_instances(std::slice::from_ref(&instance.id))
-            .await
-            .with_context(|| {
-                format!("cannot terminate `{name}`; terminate it in Lambda's console")
-            })?;
-        return Err(
+    match terminate {
+        Ok(true) => {
+            if let Err(error) = client.terminate_instances(&[id.to_owned()]).await {
+                return anyhow::Error::new(error).context(format!(
+                    "cannot terminate `{name}` ({id}); terminate it in Lambda's console"
+                ));
+            }
             UserError::new(format!("`{name}` never became healthy and was terminated"))
                 .hint("check the user-data with `soong start --dry-run`, then try again")
-                .into(),
-        );
+                .into()
+        }
+        Ok(false) => UserError::new(format!("`{name}` never became healthy and is still running"))
+            .hint(format!(
+                "terminate it with `soong stop --instance {id}`; its hard-deadline tag lets the watchdog worker stop it too, if one is deployed"
+            ))
+            .into(),
+        Err(error) => error,
     }
-    Err(UserError::new(format!(
-        "`{name}` never became healthy and is still running"
-    ))
-    .hint(format!(
-        "terminate it with `soong stop --instance {}`; its hard-deadline tag lets the watchdog worker stop it too, if one is deployed",
-        instance.id
-    ))
-    .into())
 }

@@ -374,3 +374,29 @@ fn a_second_launch_warns_about_the_instance_already_running() {
         "{text}"
     );
 }
+
+#[test]
+fn an_instance_that_boots_unhealthy_is_loud_and_yes_terminates_it() {
+    let mut config = SimConfig::for_tests();
+    config.scenario.faults.unhealthy_rate = 1.0;
+    let context = TestContext::with_sim("valid.yaml", config);
+    let output = context
+        .command(&["start", "-y", "--model", "llama-3.1-8b"])
+        .env("SOONG_WAIT_SCALE", "0.005")
+        .output()
+        .unwrap();
+    let text = crate::common::render(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("UNGUARDED"), "{text}");
+    assert!(text.contains("`unhealthy`"), "{text}");
+    assert!(
+        text.contains("never became healthy and was terminated"),
+        "{text}"
+    );
+    let billing = context.sim().billing();
+    assert_eq!(billing.len(), 1);
+    assert!(
+        !billing[0].running,
+        "the unhealthy instance no longer bills"
+    );
+}
