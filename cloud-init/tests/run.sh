@@ -111,7 +111,31 @@ listen=$(soong_free_port)
 mkdir -p "$work/www"
 cp "$(soong_daemon_binary)" "$work/www/soong-daemon"
 sha256=$(sha256sum "$work/www/soong-daemon" | cut -d' ' -f1)
-read -r http_pid http_port < <(soong_http_serve "$work/www")
+# The server answers the first two GETs with 503, so the instance's
+# download has to retry (and logs each request to requests.log).
+python3 -u - "$work/www" "$work/requests.log" >"$work/http.port" 2>/dev/null <<'PY' &
+import functools, http.server, sys
+root, log = sys.argv[1], sys.argv[2]
+failures = [2]
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        with open(log, "a") as f:
+            f.write(self.path + "\n")
+        if failures[0] > 0:
+            failures[0] -= 1
+            self.send_error(503, "try again")
+            return
+        super().do_GET()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=root))
+print(server.server_address[1], flush=True)
+server.serve_forever()
+PY
+http_pid=$!
+for _ in $(seq 1 50); do [ -s "$work/http.port" ] && break; sleep 0.1; done
+http_port=$(cat "$work/http.port")
+[ -n "$http_port" ] || soong_die "the HTTP server did not start"
 binary_url="http://127.0.0.1:$http_port/soong-daemon"
 
 write_values "$work/ok.json" "$sha256" fp8 "$(b64 "$hf_token")" "$(b64 "$worker_token")" 2
@@ -222,6 +246,8 @@ for _ in $(seq 1 20); do
 done
 check "ok: sshd in the instance presents the pinned host key" test "$scanned" = "$(cut -d' ' -f1,2 "$work/hostkey.pub")"
 
+requests=$(grep -c '^/soong-daemon$' "$work/requests.log" 2>/dev/null || echo 0)
+check "ok: the download was retried past two 503s ($requests requests)" test "$requests" -ge 3
 check "ok: the daemon binary is the served one (sha256 $sha256)" test "$(sha256sum "$root/usr/local/bin/soong-daemon" 2>/dev/null | cut -d' ' -f1)" = "$sha256"
 check "ok: the unit installed is systemd/render.sh's" test -z "$(diff "$root/etc/systemd/system/soong-daemon.service" <("$repo/systemd/render.sh"))"
 check "ok: soong-daemon.service is enabled" test "$(soong_machine_exec ci-ok systemctl is-enabled soong-daemon.service || true)" = enabled
