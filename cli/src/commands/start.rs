@@ -290,7 +290,7 @@ pub async fn start(
             match wait_active(printer, settings, &client, &id).await? {
                 Boot::Active(instance) => {
                     let healthy = wait_healthy(printer, settings, &token, &instance).await;
-                    anyhow::Ok((Some(instance), healthy, None))
+                    anyhow::Ok((Some(*instance), healthy, None))
                 }
                 Boot::Failed(why) => anyhow::Ok((None, false, Some(why))),
             }
@@ -730,7 +730,7 @@ fn scaled(settings: &Settings, duration: Duration) -> Duration {
 /// How a boot ended.
 enum Boot {
     /// Active, with an address.
-    Active(Instance),
+    Active(Box<Instance>),
     /// Not active in time, or in a status it will not leave for `active`;
     /// it may be billing all the same.
     Failed(String),
@@ -753,7 +753,7 @@ async fn wait_active(
         match client.get_instance(id).await {
             Ok(instance) => match instance.status {
                 InstanceStatus::Active if instance.ip.is_some() => {
-                    break Ok(Boot::Active(instance));
+                    break Ok(Boot::Active(Box::new(instance)));
                 }
                 InstanceStatus::Booting | InstanceStatus::Active => {}
                 status => {
