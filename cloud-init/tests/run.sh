@@ -51,7 +51,8 @@ if not ok:
 sys.exit(0 if ok else 1)
 PY
 check "the template carries systemd/render.sh's unit (cloud-init/update-unit.sh --check)" "$ci/update-unit.sh" --check
-check "the embedded unit, parsed as YAML, is byte for byte the rendered unit" python3 - "$ci" "$repo" <<'PY'
+# Debian's python3 (run-all.sh installs python3-yaml for it), not whatever python3 is first on PATH.
+check "the embedded unit, parsed as YAML, is byte for byte the rendered unit" /usr/bin/python3 - "$ci" "$repo" <<'PY'
 import pathlib, subprocess, sys, yaml
 ci, repo = map(pathlib.Path, sys.argv[1:3])
 data = yaml.safe_load((ci / "user-data.yaml.tmpl").read_text())
@@ -209,7 +210,7 @@ start=$SECONDS
 soong_machine_boot ci-ok
 status=$(wait_cloud_init ci-ok)
 echo "# cloud-init finished in $((SECONDS - start))s: $status"
-if [ "$status" = done ]; then
+if [ "$status" = "done" ]; then
   ok "ok: cloud-init finished without errors"
 else
   not_ok "ok: cloud-init finished without errors (status: $status)"

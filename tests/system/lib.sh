@@ -300,14 +300,14 @@ soong_machine_journal() {
 # soong_machine_stop NAME: powers the machine off (the tree is kept, so it
 # can be inspected or booted again).
 soong_machine_stop() {
-  local name=$1 dir pid i
+  local name=$1 dir pid
   dir=$(_soong_dir "$name")
   [ -f "$dir/pid" ] || return 0
   pid=$(cat "$dir/pid")
   if kill -0 "$pid" 2>/dev/null; then
     # SIGTERM makes nspawn ask the container's systemd to power off.
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.2
     done

@@ -5,7 +5,7 @@
 # check failed or any suite could not run. See tests/system/README.md.
 #
 #   tests/system/run-all.sh                 all suites
-#   tests/system/run-all.sh unit ansible    some (unit, cloud-init, ansible)
+#   tests/system/run-all.sh unit ansible    some (lint, unit, cloud-init, ansible)
 #   SOONG_SKIP_INSTALL=1 ...                skip the apt step
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,7 +15,7 @@ cd "$repo"
 [ "$(id -u)" = 0 ] || { echo "error: the system tests run as root (debootstrap, systemd-nspawn, mounts)" >&2; exit 1; }
 
 if [ "${SOONG_SKIP_INSTALL:-0}" != 1 ]; then
-  packages=(debootstrap systemd-container util-linux iproute2 python3 python3-venv curl ca-certificates openssh-client nftables)
+  packages=(debootstrap systemd-container util-linux iproute2 python3 python3-venv python3-yaml curl ca-certificates openssh-client nftables shellcheck)
   missing=()
   for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -28,11 +28,12 @@ if [ "${SOONG_SKIP_INSTALL:-0}" != 1 ]; then
 fi
 
 declare -A suites=(
+  [lint]=tests/system/test-lint.sh
   [unit]=tests/system/test-unit.sh
   [cloud-init]=cloud-init/tests/run.sh
   [ansible]=ansible/tests/run.sh
 )
-order=(unit cloud-init ansible)
+order=(lint unit cloud-init ansible)
 (($#)) && order=("$@")
 
 # Build the image once, up front, so its time is not charged to one suite.
@@ -46,7 +47,7 @@ total_failed=0
 broken=()
 for name in "${order[@]}"; do
   script=${suites[$name]:-}
-  [ -n "$script" ] || { echo "error: unknown suite \`$name\` (unit, cloud-init, ansible)" >&2; exit 2; }
+  [ -n "$script" ] || { echo "error: unknown suite \`$name\` (lint, unit, cloud-init, ansible)" >&2; exit 2; }
   echo
   echo "==> $name ($script)"
   log=$(mktemp)
