@@ -167,7 +167,7 @@ pub fn status_line(status: &StatusResponse, now: OffsetDateTime) -> String {
     }
     let lease_left = positive_seconds(status.lease_deadline - now);
     format!(
-        "idle {}/{}, lease {} left, shutdown {:02}:{:02} (UTC) ({})",
+        "idle {}/{}, lease {} left, shutdown {:02}:{:02} UTC ({})",
         short_duration(status.idle_seconds),
         short_duration(status.idle_timeout_seconds),
         short_duration(lease_left),
@@ -270,7 +270,7 @@ mod tests {
         let now = datetime!(2026-12-01 11:52 UTC);
         assert_eq!(
             status_line(&status(now), now),
-            "idle 3m/30m, lease 2h13m left, shutdown 14:05 (UTC) (lease)"
+            "idle 3m/30m, lease 2h13m left, shutdown 14:05 UTC (lease)"
         );
     }
 

@@ -253,7 +253,13 @@ async fn wrong_methods_get_405_and_unknown_paths_404_as_json() {
         assert_eq!(status, 405, "{method} {path}: {body}");
         assert_clean_error(&body, "method_not_allowed");
     }
-    for path in ["/index.html", "/nope", "/status/x", "/../etc/passwd", "/%00"] {
+    for path in [
+        "/index.html",
+        "/nope",
+        "/status/x",
+        "/../etc/passwd",
+        "/%00",
+    ] {
         let (status, body) = api.send("GET", path, "").await;
         assert_eq!(status, 404, "{path}: {body}");
         assert_clean_error(&body, "not_found");

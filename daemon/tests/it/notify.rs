@@ -136,7 +136,7 @@ async fn the_binary_notifies_ready_then_watchdog_then_status_and_the_pings_stop_
     assert!(
         line.starts_with("idle ")
             && line.contains("s/10m, lease 19m left, shutdown ")
-            && line.ends_with(" (UTC) (idle)"),
+            && line.ends_with(" UTC (idle)"),
         "{line}"
     );
     assert!(!first.iter().any(|m| m.contains(crate::support::TOKEN)));
