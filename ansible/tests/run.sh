@@ -11,7 +11,9 @@
 #   3. the tree booted (systemd-nspawn, private network: the firewall must
 #      not touch the host's): soong-daemon active, the nftables rules loaded,
 #      and, from a network namespace of its own over a veth, SSH's port
-#      reachable and any other port dropped.
+#      reachable and any other port dropped;
+#   4. a converge over SSH through that firewall, services started: a changed
+#      setting restarts the daemon (handler), the next converge changes nothing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ansible_dir=$(cd "$here/.." && pwd)
@@ -235,6 +237,72 @@ else
   ok "from outside, tcp/8080 (the daemon's port) is dropped ($(grep -o 'timed out' "$work/curl.err" | head -n1))"
 fi
 check "inside, loopback still reaches tcp/8080" soong_machine_exec ans curl -fsS --max-time 3 -o /dev/null http://127.0.0.1:8080/
+
+# --- 4. converge again, over SSH, into the booted instance -----------------
+# The production transport: ansible-playbook runs in the test's network
+# namespace and reaches the instance's sshd through the firewall it just
+# checked. Services are started now, and a changed setting must make the
+# handler restart the daemon; then a converge must again change nothing.
+soong_machine_exec ans systemctl stop soong-fw-listen-22.service soong-fw-listen-8080.service || true
+ssh-keygen -q -t ed25519 -N '' -C soong-ansible-test -f "$work/id"
+install -d -m0700 "$root/root/.ssh"
+install -m0600 "$work/id.pub" "$root/root/.ssh/authorized_keys"
+soong_machine_exec ans systemd-run --quiet --unit=soong-test-sshd -p RuntimeDirectory=sshd \
+  /usr/sbin/sshd -D -o ListenAddress=198.51.100.2 -o PermitRootLogin=prohibit-password || true
+cat >"$work/inventory-ssh.yml" <<YAML
+all:
+  hosts:
+    soong-ansible-test:
+      ansible_host: 198.51.100.2
+      ansible_user: root
+      ansible_ssh_private_key_file: $work/id
+      ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+YAML
+# SGLang and n8n stay unstarted: here they can only ever be skipped by the
+# stub, so a start would be attempted (and reported changed) on every run.
+sed -e 's/^soong_daemon_service_started: false$/soong_daemon_service_started: true/' \
+  -e 's/^firewall_service_started: false$/firewall_service_started: true/' \
+  -e 's/^soong_daemon_sample_interval: 1s$/soong_daemon_sample_interval: 1s\nsoong_daemon_idle_timeout: 45m/' \
+  "$work/vars.yml" >"$work/vars-ssh.yml"
+chmod 0600 "$work/vars-ssh.yml"
+old_pid=$(soong_machine_exec ans systemctl show -P MainPID soong-daemon.service || echo 0)
+converge_ssh() { # converge_ssh LOG
+  ip netns exec "$netns" env PATH="$PATH" ansible-playbook -i "$work/inventory-ssh.yml" -e @"$work/vars-ssh.yml" \
+    playbook.yml >"$1" 2>&1
+}
+start=$SECONDS
+if converge_ssh "$work/ssh1.log"; then
+  ok "converge over SSH through the firewall succeeds ($((SECONDS - start))s, changed=$(recap "$work/ssh1.log" changed))"
+else
+  not_ok "converge over SSH through the firewall succeeds"
+  tail -n 40 "$work/ssh1.log"
+fi
+check "the changed config ran the handler: 'Restart soong-daemon'" grep -q 'RUNNING HANDLER \[soong_daemon : Restart soong-daemon\]' "$work/ssh1.log"
+new_pid=$(soong_machine_exec ans systemctl show -P MainPID soong-daemon.service || echo 0)
+daemon_restarted() {
+  [ "$new_pid" != "$old_pid" ] && [ "$new_pid" != 0 ] &&
+    [ "$(soong_machine_exec ans systemctl is-active soong-daemon.service || true)" = active ]
+}
+check "the daemon was restarted (pid $old_pid -> $new_pid) and is active" daemon_restarted
+(umask 077 && printf 'Authorization: Bearer %s\n' "$token" >"$root/root/auth")
+idle=$(soong_machine_exec ans curl -fsS --max-time 5 -H @/root/auth "http://127.0.0.1:$listen/status" 2>/dev/null |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["idle_timeout_seconds"])' 2>/dev/null || echo none)
+rm -f "$root/root/auth"
+check "the restarted daemon runs with the new idle timeout (45m = 2700 s, got $idle)" test "$idle" = 2700
+start=$SECONDS
+if converge_ssh "$work/ssh2.log"; then
+  changed=$(recap "$work/ssh2.log" changed)
+  check "a second converge over SSH reports changed=0 (got ${changed:-?}, $((SECONDS - start))s)" test "${changed:-x}" = 0
+  [ "${changed:-x}" = 0 ] || grep -B2 '^changed:' "$work/ssh2.log" | head -n 40
+else
+  not_ok "a second converge over SSH succeeds"
+  tail -n 40 "$work/ssh2.log"
+fi
+leaks=""
+for secret in "$token" "$api_key" "$hf_token"; do
+  grep -qF "$secret" "$work/ssh1.log" "$work/ssh2.log" && leaks=yes
+done
+check "no secret in Ansible's output over SSH" test -z "$leaks"
 
 echo "ansible: $passed passed, $failed failed"
 [ "$failed" = 0 ]
