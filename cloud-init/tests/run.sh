@@ -294,6 +294,32 @@ done
 check "ok: no secret in the journal or cloud-init's logs${leaks:+ (found in$leaks)}" test -z "$leaks"
 userdata_mode=$(soong_machine_exec ci-ok stat -L -c '%a %U:%G' /var/lib/cloud/instance/user-data.txt 2>/dev/null || echo missing)
 check "ok: cloud-init's copy of the user-data is 0600 root ($userdata_mode)" test "$userdata_mode" = "600 root:root"
+verify_out=$(soong_machine_exec ci-ok systemd-analyze verify /etc/systemd/system/sglang.service \
+  /etc/systemd/system/soong-sglang-install.service 2>&1) && verify_rc=0 || verify_rc=$?
+if [ "$verify_rc" = 0 ] && [ -z "$verify_out" ]; then
+  ok "ok: systemd-analyze verify is clean for SGLang's units"
+else
+  not_ok "ok: systemd-analyze verify is clean for SGLang's units (exit $verify_rc)"
+  printf '  %s\n' "$verify_out"
+fi
+# (n8n.service is not verified: verify insists on /usr/bin/docker, which
+# Lambda's images have and this tree does not.)
+
+# A reboot: nothing of the first boot runs again (the image's-host-keys
+# removal is once per instance), the daemon comes back on its own with the
+# same lease, and the host key is still the pinned one.
+lease=$(curl -fsS --max-time 5 -H @"$work/auth" "http://127.0.0.1:$listen/status" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["lease_deadline"])' 2>/dev/null || echo none)
+soong_machine_stop ci-ok
+soong_machine_boot ci-ok
+soong_machine_wait ci-ok 100 systemctl is-active --quiet soong-daemon.service || true
+check "reboot: soong-daemon.service is active again" test "$(soong_machine_exec ci-ok systemctl is-active soong-daemon.service || true)" = active
+lease_after=$(curl -fsS --max-time 5 -H @"$work/auth" "http://127.0.0.1:$listen/status" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["lease_deadline"])' 2>/dev/null || echo none)
+check "reboot: the lease deadline is unchanged ($lease)" test "$lease" != none -a "$lease_after" = "$lease"
+check "reboot: the host key is still the pinned one" test -z "$(diff "$root/etc/ssh/ssh_host_ed25519_key" "$work/hostkey" 2>&1)"
+installs=$(soong_machine_journal ci-ok -t soong-provision -o cat 2>/dev/null | grep -c '^installed ' || true)
+check "reboot: the daemon was not installed again (this boot's journal: $installs installs)" test "$installs" = 0
 soong_machine_destroy ci-ok
 
 # --- 3. a wrong sha256 -----------------------------------------------------
