@@ -67,6 +67,9 @@ pub enum Command {
     Start(StartArgs),
     /// Show soong's instances: deadlines, idle time, cost so far.
     Status(StatusArgs),
+    /// Log in to an instance (or run a command there) with the system `ssh`,
+    /// checking its pinned host key.
+    Ssh(SshArgs),
     /// Add hours to an instance's lease (up to its 8 h maximum).
     Extend(ExtendArgs),
     /// Terminate an instance through the Lambda API.
@@ -180,6 +183,15 @@ pub struct StatusArgs {
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "10",
           value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub watch: Option<u64>,
+}
+
+/// `soong ssh`.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// The command to run instead of a login shell, after `--`
+    /// (e.g. `soong ssh -- nvidia-smi`); its exit status is soong's.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 /// `soong extend`.

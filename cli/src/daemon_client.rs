@@ -1,10 +1,12 @@
 //! Talking to an instance's daemon (DESIGN.md §3.2) with the wire types of
 //! `soong-protocol`.
 //!
-//! Two transports are planned: SSH to the daemon's loopback listener (the
-//! default, with the host key pinned) and plain HTTP to `<ip>:<port>`
-//! (`status_daemon.access: direct`, which the simulator and the demo use).
-//! Only the direct one exists yet; SSH mode says so instead of pretending.
+//! Two transports: SSH to the daemon's loopback listener (the default):
+//! an `ssh -N -L` local forward with the instance's pinned host key, or a
+//! soong tunnel already running for the instance; and plain HTTP to
+//! `<ip>:<port>` (`status_daemon.access: direct`, which the simulator and
+//! the demo use). Either way the token travels only in the HTTP
+//! `Authorization` header, never on a command line, local or remote.
 
 use std::time::Duration;
 
@@ -20,9 +22,9 @@ use crate::settings::{Access, Settings};
 /// A daemon call that did not give an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// SSH transport is a later change.
-    #[error("reaching the daemon over SSH is not yet supported")]
-    SshNotSupported,
+    /// The SSH forward to the daemon could not be set up.
+    #[error("cannot reach the daemon over SSH")]
+    Ssh(#[source] crate::ssh::SshError),
     /// The instance has no IP yet.
     #[error("instance `{0}` has no IP address yet")]
     NoAddress(String),
@@ -54,10 +56,7 @@ impl DaemonError {
     /// The hint for a user.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::SshNotSupported => Some(
-                "set `status_daemon.access: direct` in the config (the daemon must listen on the instance's address)"
-                    .to_owned(),
-            ),
+            Self::Ssh(error) => error.hint(),
             Self::Unreachable { .. } => Some(
                 "the daemon may still be starting, or dead; if dead, nothing but the hard deadline stops this instance: `soong stop`"
                     .to_owned(),
@@ -73,18 +72,38 @@ pub struct DaemonClient {
     base: String,
     token: Secret,
     http: reqwest::Client,
+    /// The SSH forward the calls go through; it ends with the last clone.
+    forward: Option<std::sync::Arc<crate::ssh::Forward>>,
 }
 
 impl DaemonClient {
-    /// A client for the daemon of `instance`, per the settings' access mode.
-    pub fn for_instance(
+    /// A client for the daemon of `instance`, per the settings' access
+    /// mode; over SSH, through the instance's soong tunnel when one runs,
+    /// else through a forward of its own.
+    pub async fn for_instance(
         settings: &Settings,
         token: &Secret,
         instance: &lambda_cloud::Instance,
         timeout: Duration,
     ) -> Result<Self, DaemonError> {
         if settings.config.status_daemon.access == Access::Ssh {
-            return Err(DaemonError::SshNotSupported);
+            if let Some(local) = crate::tunnel::daemon_address(settings, &instance.id).await {
+                log::debug!("reaching the daemon through the soong tunnel at {local}");
+                return Ok(Self::direct(&format!("http://{local}"), token, timeout));
+            }
+            let target =
+                crate::ssh::Target::for_instance(settings, instance).map_err(DaemonError::Ssh)?;
+            // Logging in takes longer than an HTTP call.
+            let forward = crate::ssh::Forward::open(
+                &target,
+                settings.config.status_daemon.port,
+                timeout.max(Duration::from_secs(10)),
+            )
+            .await
+            .map_err(DaemonError::Ssh)?;
+            let mut client = Self::direct(&format!("http://{}", forward.local), token, timeout);
+            client.forward = Some(std::sync::Arc::new(forward));
+            return Ok(client);
         }
         let ip = instance
             .ip
@@ -108,6 +127,7 @@ impl DaemonClient {
             base: base.trim_end_matches('/').to_owned(),
             token: token.clone(),
             http,
+            forward: None,
         }
     }
 

@@ -15,6 +15,8 @@ pub mod models;
 pub mod output;
 pub mod prompt;
 pub mod settings;
+pub mod ssh;
+pub mod tunnel;
 pub mod user_data;
 
 use args::{Cli, Command};
@@ -74,6 +76,7 @@ pub async fn dispatch(
         Command::Configure(args) => commands::configure::run(printer, settings, &args).await,
         Command::Start(args) => commands::start::run(printer, settings, &args).await,
         Command::Status(args) => commands::status::watch(printer, settings, &args).await,
+        Command::Ssh(args) => commands::ssh::run(printer, settings, &args).await,
         Command::Extend(args) => commands::extend::run(printer, settings, &args).await,
         Command::Stop(args) => commands::stop::run(printer, settings, &args).await,
         Command::Available => commands::available::run(printer, settings).await,

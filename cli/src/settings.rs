@@ -171,6 +171,12 @@ pub struct SshSection {
     /// The login user.
     #[serde(default = "default_user")]
     pub user: String,
+    /// The instances' SSH port (written only when not 22).
+    #[serde(
+        default = "default_ssh_port",
+        skip_serializing_if = "is_default_ssh_port"
+    )]
+    pub port: u16,
 }
 
 impl Default for SshSection {
@@ -178,6 +184,7 @@ impl Default for SshSection {
         Self {
             key_path: default_key_path(),
             user: default_user(),
+            port: default_ssh_port(),
         }
     }
 }
@@ -187,6 +194,13 @@ fn default_key_path() -> String {
 }
 fn default_user() -> String {
     "ubuntu".to_owned()
+}
+fn default_ssh_port() -> u16 {
+    22
+}
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
+fn is_default_ssh_port(port: &u16) -> bool {
+    *port == 22
 }
 
 /// `worker:`.
@@ -334,6 +348,9 @@ impl ConfigFile {
                 "defaults.idle_timeout_minutes",
                 "must be at least 1",
             ));
+        }
+        if self.ssh.port == 0 {
+            return Err(invalid("ssh.port", "must not be 0"));
         }
         if self.status_daemon.port == 0 {
             return Err(invalid("status_daemon.port", "must not be 0"));

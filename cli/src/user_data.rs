@@ -1,11 +1,13 @@
 //! The cloud-init user-data sent at launch, rendered in one function.
 //!
 //! This is the minimal form: a `#cloud-config` that writes the daemon's
-//! config and its secrets (0600, root) and starts the daemon's unit. The
-//! full template of DESIGN.md §3.5 (installing the daemon binary from a
-//! pinned URL, SGLang and n8n units, the pinned SSH host key) lives in
-//! `cloud-init/` in a later change; it will replace the body of [`render`]
-//! and keep its signature.
+//! config and its secrets (0600, root), sets the SSH host key the CLI
+//! generated (cloud-init's `ssh_keys:`, after deleting the image's keys) and
+//! starts the daemon's unit. The full template of DESIGN.md §3.5
+//! (installing the daemon binary from a pinned URL, SGLang and n8n units)
+//! lives in `cloud-init/`; [`host_key_variables`] gives its host-key
+//! variables, and it will replace the body of [`render`] and keep its
+//! signature.
 //!
 //! The same module reads the user-data back ([`extract`]), which is what
 //! `soong demo` does to run a real daemon for each simulated instance.
@@ -16,6 +18,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use soong_protocol::config::{DaemonConfig, Secret};
+
+use crate::ssh::HostKey;
 
 /// Where the daemon's config goes on the instance.
 pub const DAEMON_CONFIG_PATH: &str = "/etc/soong/daemon.yaml";
@@ -48,6 +52,15 @@ WantedBy=multi-user.target
 
 #[derive(Debug, Serialize, Deserialize)]
 struct CloudConfig {
+    /// Remove the image's host keys before writing ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ssh_deletekeys: Option<bool>,
+    /// Generate no other host key types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ssh_genkeytypes: Option<Vec<String>>,
+    /// `ed25519_private` / `ed25519_public`: the pinned host key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ssh_keys: Option<std::collections::BTreeMap<String, String>>,
     write_files: Vec<WriteFile>,
     #[serde(default)]
     runcmd: Vec<Vec<String>>,
@@ -72,17 +85,39 @@ pub struct Secrets {
     pub api_key: Secret,
     /// This instance's heartbeat token, when a worker is configured.
     pub worker_token: Option<Secret>,
+    /// The instance's SSH host key pair (DESIGN.md §3.5).
+    pub host_key: Option<HostKey>,
 }
 
 impl Secrets {
-    /// Placeholders, for `--dry-run`.
-    pub fn masked(worker: bool) -> Self {
+    /// Placeholders, for `--dry-run`; the public host key is no secret.
+    pub fn masked(worker: bool, host_key: Option<&HostKey>) -> Self {
         Self {
             token: Secret::new(MASK),
             api_key: Secret::new(MASK),
             worker_token: worker.then(|| Secret::new(MASK)),
+            host_key: host_key.map(|key| HostKey {
+                private_openssh: Secret::new(MASK),
+                public: key.public.clone(),
+            }),
         }
     }
+}
+
+/// The host-key variables of `cloud-init/user-data.yaml.tmpl`
+/// (`cloud-init/README.md`): `ssh_host_ed25519_private_b64` (standard
+/// padded base64 of the OpenSSH private key) and `ssh_host_ed25519_public`.
+pub fn host_key_variables(key: &HostKey) -> [(&'static str, Secret); 2] {
+    use base64::Engine as _;
+    [
+        (
+            "ssh_host_ed25519_private_b64",
+            Secret::new(
+                base64::engine::general_purpose::STANDARD.encode(key.private_openssh.expose()),
+            ),
+        ),
+        ("ssh_host_ed25519_public", Secret::new(key.public.clone())),
+    ]
 }
 
 /// The heartbeat token of an instance (DESIGN.md §3.4): lowercase hex of
@@ -123,6 +158,19 @@ pub fn render(config: &DaemonConfig, secrets: &Secrets) -> Result<String, serde_
         content: UNIT.to_owned(),
     });
     let cloud = CloudConfig {
+        ssh_deletekeys: secrets.host_key.as_ref().map(|_| true),
+        ssh_genkeytypes: secrets.host_key.as_ref().map(|_| Vec::new()),
+        ssh_keys: secrets.host_key.as_ref().map(|key| {
+            [
+                (
+                    "ed25519_private".to_owned(),
+                    key.private_openssh.expose().to_owned(),
+                ),
+                ("ed25519_public".to_owned(), key.public.clone()),
+            ]
+            .into_iter()
+            .collect()
+        }),
         write_files,
         runcmd: vec![
             vec!["systemctl".into(), "daemon-reload".into()],
@@ -152,6 +200,8 @@ pub struct Extracted {
     pub api_key: Secret,
     /// The heartbeat token, when the user-data carries one.
     pub worker_token: Option<Secret>,
+    /// The SSH host key's private half (OpenSSH PEM), when set.
+    pub host_key: Option<Secret>,
 }
 
 /// Why user-data could not be read back.
@@ -187,6 +237,11 @@ pub fn extract(user_data: &str) -> Result<Extracted, ExtractError> {
         token: Secret::new(file(TOKEN_PATH)?),
         api_key: Secret::new(file(API_KEY_PATH)?),
         worker_token: file(WORKER_TOKEN_PATH).ok().map(Secret::new),
+        host_key: cloud
+            .ssh_keys
+            .as_ref()
+            .and_then(|keys| keys.get("ed25519_private"))
+            .map(|key| Secret::new(key.as_str())),
     })
 }
 
@@ -232,10 +287,16 @@ mod tests {
             token: Secret::new("tok"),
             api_key: Secret::new("key"),
             worker_token: None,
+            host_key: Some(crate::ssh::generate_host_key("soong-test-abcdef").unwrap()),
         };
         let text = render(&config(), &secrets).unwrap();
         assert!(text.starts_with("#cloud-config\n"));
         let back = extract(&text).unwrap();
+        assert_eq!(
+            back.host_key.unwrap().expose(),
+            secrets.host_key.as_ref().unwrap().private_openssh.expose()
+        );
+        assert!(text.contains("ssh_deletekeys: true"), "{text}");
         assert_eq!(back.token.expose(), "tok");
         assert_eq!(back.api_key.expose(), "key");
         let parsed =
@@ -255,9 +316,12 @@ mod tests {
 
     #[test]
     fn masked_user_data_holds_no_secret() {
-        let text = render(&config(), &Secrets::masked(true)).unwrap();
+        let key = crate::ssh::generate_host_key("soong-test-abcdef").unwrap();
+        let text = render(&config(), &Secrets::masked(true, Some(&key))).unwrap();
         assert!(text.contains(WORKER_TOKEN_PATH));
         assert!(text.contains(MASK));
         assert!(!text.contains("tok\n"));
+        assert!(!text.contains("OPENSSH PRIVATE KEY"), "{text}");
+        assert!(text.contains(&key.public), "{text}");
     }
 }

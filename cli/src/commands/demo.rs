@@ -48,6 +48,8 @@ pub struct Machines {
     running: Mutex<HashMap<String, oneshot::Sender<()>>>,
     /// Instances whose daemon failed, with why.
     failures: Mutex<Vec<String>>,
+    /// The SSH host key each booted instance got in its user-data.
+    host_keys: Mutex<HashMap<String, soong_protocol::config::Secret>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -64,6 +66,7 @@ impl Machines {
             state_root,
             running: Mutex::new(HashMap::new()),
             failures: Mutex::new(Vec::new()),
+            host_keys: Mutex::new(HashMap::new()),
         })
     }
 
@@ -78,6 +81,12 @@ impl Machines {
         lock(&self.failures).clone()
     }
 
+    /// The SSH host key (OpenSSH PEM) the instance `id` was given, once it
+    /// booted: what its sshd would present (tests start one with it).
+    pub fn host_key(&self, id: &str) -> Option<soong_protocol::config::Secret> {
+        lock(&self.host_keys).get(id).cloned()
+    }
+
     /// Stops every instance's processes.
     pub fn stop_all(&self) {
         for (_, stop) in lock(&self.running).drain() {
@@ -90,6 +99,14 @@ impl Machines {
     fn on_event(self: &Arc<Self>, event: SimEvent) {
         match event {
             SimEvent::Booted(instance) => {
+                if let Some(key) = instance
+                    .user_data
+                    .as_deref()
+                    .and_then(|text| user_data::extract(text).ok())
+                    .and_then(|extracted| extracted.host_key)
+                {
+                    lock(&self.host_keys).insert(instance.id.clone(), key);
+                }
                 let (stop, stopped) = oneshot::channel();
                 lock(&self.running).insert(instance.id.clone(), stop);
                 let this = Arc::clone(self);
@@ -362,7 +379,11 @@ async fn boot(
     let mut config =
         DaemonConfig::parse(Path::new(user_data::DAEMON_CONFIG_PATH), &extracted.config)?;
     // The instance's "machine" is its loopback address and a directory.
-    config.listen = SocketAddr::new(IpAddr::V4(instance.ip), config.listen.port());
+    // A daemon meant to be reached over SSH listens on the machine's own
+    // loopback, which here is the host's: the sshd of a test forwards to it.
+    if !config.listen.ip().is_loopback() {
+        config.listen = SocketAddr::new(IpAddr::V4(instance.ip), config.listen.port());
+    }
     config.state_dir = state_dir;
     config.token_file = None;
     config.token = Some(extracted.token);

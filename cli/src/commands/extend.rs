@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde_json::json;
 
 use crate::args::ExtendArgs;
@@ -32,7 +33,9 @@ pub async fn run(
     let client = settings.client()?;
     let instance = instances::choose(settings, &client, "extend").await?;
     let name = instance.name.clone().unwrap_or_else(|| instance.id.clone());
-    let daemon = DaemonClient::for_instance(settings, token, &instance, Duration::from_secs(10))?;
+    let daemon = DaemonClient::for_instance(settings, token, &instance, Duration::from_secs(10))
+        .await
+        .with_context(|| format!("cannot extend `{name}`"))?;
     let granted = match daemon.extend(args.hours).await {
         Ok(granted) => granted,
         Err(DaemonError::Refused {

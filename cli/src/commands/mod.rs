@@ -5,6 +5,7 @@ pub mod configure;
 pub mod demo;
 pub mod extend;
 pub mod models;
+pub mod ssh;
 pub mod start;
 pub mod status;
 pub mod stop;

@@ -25,6 +25,7 @@ use crate::instances;
 use crate::models::{self, Model};
 use crate::output::{Printer, dollars, human_duration};
 use crate::settings::{Access, Settings};
+use crate::ssh;
 use crate::user_data::{self, Secrets};
 
 /// How long an instance may take to boot (Lambda: usually 3–10 minutes).
@@ -86,13 +87,6 @@ pub async fn start(
             "lambda.ssh_key_name",
         )?
         .to_owned();
-    if settings.config.status_daemon.access == Access::Ssh && !args.no_wait && !args.dry_run {
-        return Err(UserError::new(
-            "`start` cannot wait for the daemon: reaching it over SSH is not yet supported",
-        )
-        .hint("set `status_daemon.access: direct` in the config, or pass `--no-wait` and check it yourself")
-        .into());
-    }
     let model_id = args
         .model
         .clone()
@@ -222,7 +216,8 @@ pub async fn start(
     // moment just before it is the conservative choice (deadlines can only
     // come earlier than the truth, never later).
     let launched_at = OffsetDateTime::now_utc();
-    let (request, masked) = build_request(settings, &plan, launched_at, &token, &api_key)?;
+    let (request, masked, host_key) =
+        build_request(settings, &plan, launched_at, &token, &api_key)?;
     print_plan(printer, &plan, launched_at);
     // A second instance is sometimes meant, often forgotten: say so before
     // the question (or the `-y`) that starts billing another one.
@@ -270,10 +265,22 @@ pub async fn start(
         return Err(UserError::new("not launched").into());
     }
 
+    // Pinned before the launch: an instance that exists always has its
+    // host key on record, whatever happens to this process afterwards.
+    let known_hosts = ssh::known_hosts_path(settings);
+    ssh::pin(&known_hosts, &plan.name, &host_key.public).with_context(|| {
+        format!(
+            "cannot record the instance's host key in `{}`",
+            known_hosts.display()
+        )
+    })?;
     let id = launch(printer, settings, &client, &request).await?;
     printer.info(format!("Launched `{}` ({id}).", plan.name));
     if args.no_wait {
         let instance = client.get_instance(&id).await.ok();
+        if let Some(instance) = &instance {
+            bind_address(printer, settings, instance);
+        }
         if printer.json() {
             printer.json_value(&json!({"id": id, "name": plan.name, "status": instance.as_ref().map(|i| i.status.as_str())}));
         } else {
@@ -318,6 +325,21 @@ pub async fn start(
             let why = why.unwrap_or_else(|| "its soong daemon never answered".to_owned());
             Err(unguarded(printer, settings, &client, &id, &plan.name, &why).await)
         }
+    }
+}
+
+/// Records the instance's address on its pinned host key, once it has one.
+fn bind_address(printer: &Printer, settings: &Settings, instance: &Instance) {
+    let (Some(ip), Some(name)) = (&instance.ip, &instance.name) else {
+        return;
+    };
+    let file = ssh::known_hosts_path(settings);
+    let pattern = ssh::host_pattern(ip, settings.config.ssh.port);
+    if let Err(error) = ssh::bind(&file, name, &pattern) {
+        printer.warn(format!(
+            "cannot record `{pattern}` in `{}`: {error}",
+            file.display()
+        ));
     }
 }
 
@@ -557,7 +579,7 @@ fn build_request(
     launched_at: OffsetDateTime,
     token: &Secret,
     api_key: &lambda_cloud::ApiKey,
-) -> anyhow::Result<(LaunchRequest, String)> {
+) -> anyhow::Result<(LaunchRequest, String, ssh::HostKey)> {
     let tags = LaunchTags {
         launched_at,
         hard_deadline: lease::hard_deadline(launched_at, &plan.policy),
@@ -605,6 +627,7 @@ fn build_request(
                 .join("; ")
         );
     }
+    let host_key = ssh::generate_host_key(&plan.name)?;
     let real = user_data::render(
         &config,
         &Secrets {
@@ -615,9 +638,13 @@ fn build_request(
                 .worker
                 .as_ref()
                 .map(|worker| user_data::worker_token(&worker.secret, &plan.name)),
+            host_key: Some(host_key.clone()),
         },
     )?;
-    let masked = user_data::render(&config, &Secrets::masked(settings.config.worker.is_some()))?;
+    let masked = user_data::render(
+        &config,
+        &Secrets::masked(settings.config.worker.is_some(), Some(&host_key)),
+    )?;
     let request = LaunchRequest {
         region_name: plan.region.clone(),
         instance_type_name: plan.fit.instance_type.clone(),
@@ -629,7 +656,7 @@ fn build_request(
         tags: tags.into_iter().map(|(k, v)| Tag::new(k, v)).collect(),
         ..LaunchRequest::default()
     };
-    Ok((request, masked))
+    Ok((request, masked, host_key))
 }
 
 fn print_plan(printer: &Printer, plan: &Plan, launched_at: OffsetDateTime) {
@@ -800,17 +827,31 @@ async fn wait_healthy(
     token: &Secret,
     instance: &Instance,
 ) -> bool {
-    let Ok(daemon) = DaemonClient::for_instance(settings, token, instance, Duration::from_secs(3))
-    else {
-        return false;
-    };
     let deadline = tokio::time::Instant::now() + scaled(settings, HEALTH_TIMEOUT);
     let spinner = printer.spinner("Waiting for the soong daemon");
     if spinner.is_none() {
-        printer.info(format!("Waiting for the soong daemon at {}…", daemon.url()));
+        printer.info("Waiting for the soong daemon…");
     }
     let name = instance.name.as_deref();
+    // Over SSH the forward itself may fail while sshd is still starting:
+    // keep trying until the deadline.
+    let mut connected: Option<DaemonClient> = None;
     let healthy = loop {
+        if connected.is_none() {
+            match DaemonClient::for_instance(settings, token, instance, Duration::from_secs(3))
+                .await
+            {
+                Ok(daemon) => connected = Some(daemon),
+                Err(error) => printer.verbose(format!("daemon not reachable yet: {error}")),
+            }
+        }
+        let Some(daemon) = &connected else {
+            if tokio::time::Instant::now() >= deadline {
+                break false;
+            }
+            tokio::time::sleep(scaled(settings, POLL).min(Duration::from_secs(2))).await;
+            continue;
+        };
         // `/health` answers anyone; `/status` proves the daemon has our
         // token and guards this very instance (not some other process that
         // happens to listen at that address).
@@ -830,7 +871,13 @@ async fn wait_healthy(
                 Err(error) => printer.verbose(format!("daemon not ready yet: {error}")),
             },
             Ok(_) => {}
-            Err(error) => printer.verbose(format!("daemon not up yet: {error}")),
+            Err(error) => {
+                printer.verbose(format!("daemon not up yet: {error}"));
+                // A forward whose other end is gone is set up afresh.
+                if settings.config.status_daemon.access == Access::Ssh {
+                    connected = None;
+                }
+            }
         }
         if tokio::time::Instant::now() >= deadline {
             break false;

@@ -49,8 +49,11 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Vec<Row>> {
             continue;
         }
         let Some(token) = token.clone() else { continue };
-        let daemon = DaemonClient::for_instance(settings, &token, instance, DAEMON_TIMEOUT);
+        let settings = settings.clone();
+        let instance = instance.clone();
         tasks.spawn(async move {
+            let daemon =
+                DaemonClient::for_instance(&settings, &token, &instance, DAEMON_TIMEOUT).await;
             let answer = match daemon {
                 Ok(daemon) => daemon.status().await,
                 Err(error) => Err(error),
@@ -181,10 +184,14 @@ pub async fn run(printer: &Printer, settings: &Settings) -> anyhow::Result<ExitS
                     human_duration((status.lease_deadline - now).whole_seconds()),
                 ]);
             }
-            Some(Err(DaemonError::SshNotSupported)) => {
+            Some(Err(error @ DaemonError::Ssh(_))) => {
+                dead.push((
+                    instance.name.clone().unwrap_or_else(|| instance.id.clone()),
+                    format!("{error}: {}", error_chain(error)),
+                ));
                 cells.extend([
                     "?".into(),
-                    "daemon not asked (SSH access not yet supported)".into(),
+                    printer.red_bold("SSH FAILED: the daemon was not asked"),
                     "?".into(),
                     "?".into(),
                 ]);
@@ -247,6 +254,17 @@ pub async fn run(printer: &Printer, settings: &Settings) -> anyhow::Result<ExitS
     Ok(ExitStatus::Success)
 }
 
+/// The causes of `error`, joined, for one line.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        parts.push(inner.to_string());
+        cause = inner.source();
+    }
+    parts.join(": ")
+}
+
 fn row_json(row: &Row, now: OffsetDateTime) -> serde_json::Value {
     let instance = &row.instance;
     let price = instance.instance_type.price_cents_per_hour;
@@ -269,6 +287,11 @@ fn row_json(row: &Row, now: OffsetDateTime) -> serde_json::Value {
             "hard_deadline": status.hard_deadline.unix_timestamp(),
             "cost_at_shutdown_cents": cost_cents(price, (status.shutdown_at - status.launched_at).whole_seconds()).round(),
         }),
+        // Over SSH, the cause (a refused host key, a failed login) is
+        // what the user needs to see.
+        Some(Err(error @ DaemonError::Ssh(_))) => {
+            json!({"reachable": false, "error": format!("{error}: {}", error_chain(error))})
+        }
         Some(Err(error)) => json!({"reachable": false, "error": error.to_string()}),
     };
     json!({

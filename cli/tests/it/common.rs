@@ -124,6 +124,10 @@ impl TestContext {
                 "[TIME]".to_owned(),
             ),
             (r"\d\d:\d\d:\d\d UTC".to_owned(), "[CLOCK]".to_owned()),
+            (
+                r"ssh-ed25519 [A-Za-z0-9+/]+=*".to_owned(),
+                "ssh-ed25519 [PUBLIC KEY]".to_owned(),
+            ),
         ];
         filters.push((
             r"\d+(h \d\dm|m \d\ds|s)\b".to_owned(),

@@ -20,6 +20,7 @@ fn top_level_help_lists_every_command() {
           configure    Write the config file: asks on a terminal, or takes flags; keeps every setting it is not given
           start        Launch an instance serving a model, guarded by the soong daemon
           status       Show soong's instances: deadlines, idle time, cost so far
+          ssh          Log in to an instance (or run a command there) with the system `ssh`, checking its pinned host key
           extend       Add hours to an instance's lease (up to its 8 h maximum)
           stop         Terminate an instance through the Lambda API
           available    Show instance types, prices, regions with capacity and which models fit

@@ -9,4 +9,5 @@ mod daemon;
 mod help;
 mod manage;
 mod models;
+mod ssh;
 mod start;

@@ -206,7 +206,7 @@ fn several_instances_need_an_instance_flag() {
 }
 
 #[test]
-fn ssh_access_is_refused_honestly() {
+fn over_ssh_an_instance_without_a_pinned_host_key_is_not_connected_to() {
     let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
     let text = std::fs::read_to_string(&context.config)
         .unwrap()
@@ -222,9 +222,11 @@ fn ssh_access_is_refused_honestly() {
         ----- stdout -----
 
         ----- stderr -----
-        error: reaching the daemon over SSH is not yet supported
+        error: cannot extend `[NAME]`
+          Caused by: cannot reach the daemon over SSH
+          Caused by: no host key is pinned for `[NAME]` in `[TEMP]/known_hosts`
 
-        hint: set `status_daemon.access: direct` in the config (the daemon must listen on the instance's address)
+        hint: soong pins the host key it generates at `soong start`; an instance launched elsewhere needs its line copied from that machine's soong `known_hosts` (soong never trusts a key on first use)
     "#);
 }
 

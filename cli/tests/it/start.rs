@@ -50,6 +50,11 @@ fn dry_run_prints_the_request_with_secrets_masked() {
         --- user-data (secrets masked) ---
         #cloud-config
         # Written by soong 0.1.0 (the minimal form; see cloud-init/).
+        ssh_deletekeys: true
+        ssh_genkeytypes: []
+        ssh_keys:
+          ed25519_private: '********'
+          ed25519_public: ssh-ed25519 [PUBLIC KEY] [NAME]
         write_files:
         - path: /etc/soong/daemon.yaml
           permissions: '0600'
