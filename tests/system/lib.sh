@@ -186,13 +186,21 @@ soong_machine_create() {
 
 soong_machine_root() { printf '%s/root\n' "$(_soong_dir "$1")"; }
 
+# nspawn's machine name: unique per run, so two runs (CI and a developer, or
+# two suites) never share nspawn's per-machine state in /run/systemd/nspawn.
+_soong_nspawn_name() {
+  local run=${_SOONG_RUN_DIR##*/}
+  printf '%s-%s\n' "$1" "${run,,}"
+}
+
 # soong_machine_chroot NAME CMD...: runs CMD in the (not booted) tree.
 soong_machine_chroot() {
   local name=$1
   shift
   # (nspawn's complaint about cleaning /run/systemd/nspawn on a host whose
   # /run is not a tmpfs is noise: filtered.)
-  systemd-nspawn --quiet --register=no --keep-unit -D "$(soong_machine_root "$name")" -M "$name" \
+  systemd-nspawn --quiet --register=no --keep-unit -D "$(soong_machine_root "$name")" \
+    -M "$(_soong_nspawn_name "$name")" --hostname="$name" \
     --setenv=LANG=C.UTF-8 -- "$@" 2> >(grep -v '^Attempted to remove disk file system under' >&2)
 }
 
@@ -208,7 +216,8 @@ soong_machine_boot() {
   # a pty nobody reads, and once cloud-init's output fills it, everything
   # writing to /dev/console (shutdown included) blocks. Its output goes to
   # console.log in the machine's directory.
-  setsid systemd-nspawn --quiet --boot --register=no --keep-unit -D "$dir/root" -M "$name" \
+  setsid systemd-nspawn --quiet --boot --register=no --keep-unit -D "$dir/root" \
+    -M "$(_soong_nspawn_name "$name")" --hostname="$name" \
     --console=read-only --link-journal=no "$@" >"$dir/console.log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$dir/pid"
@@ -333,6 +342,8 @@ soong_machine_destroy() {
     umount "$dir/root" 2>/dev/null || umount -l "$dir/root"
   fi
   rm -rf --one-file-system "$dir"
+  # What nspawn cannot remove itself where /run is not a tmpfs (empty dirs).
+  rm -rf --one-file-system "/run/systemd/nspawn/propagate/$(_soong_nspawn_name "$name")"
 }
 
 # The EXIT trap: every machine of this process, then the run directory.
