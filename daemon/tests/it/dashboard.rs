@@ -139,6 +139,16 @@ async fn dashboard_in_chromium_shows_the_countdown_extends_with_confirmation_and
     let screenshot = browser.screenshot("dashboard.png").await;
     eprintln!("screenshot: {}", screenshot.display());
 
+    // At the cap, a further extension is refused with the daemon's reason.
+    browser.click("#extend").await;
+    browser.click("#confirm-yes").await;
+    browser
+        .wait_text("#message", "the refusal at the cap", |t| {
+            t.starts_with("the lease already ends at its maximum")
+        })
+        .await;
+    assert_eq!(ctx.status().await.lease_deadline, after.lease_deadline);
+
     // Shut down: cancel first (nothing happens), then confirm.
     browser.click("#shutdown").await;
     assert!(
@@ -256,6 +266,8 @@ struct Browser {
     base: String,
     session: String,
     driver: Child,
+    /// The browser profile, removed after the browser is gone.
+    _profile: tempfile::TempDir,
 }
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -283,17 +295,19 @@ impl Browser {
             .build()
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");
+        let profile = tempfile::tempdir().unwrap();
+        let profile_path = profile.path().display().to_string();
         let mut browser = Self {
             http,
             base,
             session: String::new(),
             driver,
+            _profile: profile,
         };
         wait_for("chromedriver", Duration::from_secs(15), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         })
         .await;
-        let profile = tempfile::tempdir().unwrap().keep();
         let created = browser
             .call(
                 reqwest::Method::POST,
@@ -307,7 +321,7 @@ impl Browser {
                             "--no-first-run", "--disable-background-networking",
                             "--disable-component-update", "--disable-sync",
                             "--disable-dev-shm-usage", "--window-size=1000,900",
-                            format!("--user-data-dir={}", profile.display()),
+                            format!("--user-data-dir={profile_path}"),
                         ]
                     }
                 }}}),
