@@ -111,12 +111,14 @@
     const since = (Date.now() - fetchedAt) / 1000;
     const terminating = s.state === "terminating";
     text("instance", [s.instance_name, s.instance_id].filter(Boolean).join(" · ") || "instance not identified yet");
+    text("headline-label", terminating ? "Instance" : "Shutdown in");
     if (terminating) {
       text("countdown", s.terminate_confirmed ? "terminated" : "terminating");
       text("reason", reasonText(s.terminate_reason || s.shutdown_reason));
       text("shutdown-at", s.terminating_since ? "since " + when(s.terminating_since) : "");
       const t = $("terminating");
       t.hidden = false;
+      t.classList.toggle("error", !s.terminate_confirmed);
       t.textContent = s.terminate_confirmed
         ? "Lambda confirmed the termination."
         : `Terminate calls so far: ${s.terminate_attempts}` + (s.terminate_error ? ` (last error: ${s.terminate_error})` : "");

@@ -2,8 +2,8 @@
 //! and, in headless Chromium driven over WebDriver, against the real binary:
 //! the token from the fragment (then gone from the address bar), the live
 //! countdown and its reason, Extend and Shut down behind a confirmation,
-//! and nothing shown without the token. A screenshot goes to
-//! `target/test-artifacts/dashboard.png`.
+//! and nothing shown without the token. Screenshots go to
+//! `target/test-artifacts/dashboard*.png`.
 //!
 //! The browser tests need `chromium` and `chromium-driver` (Debian), which
 //! they do not install: `daemon/tests/browser-setup.sh` does, then
@@ -175,6 +175,7 @@ async fn dashboard_in_chromium_shows_the_countdown_extends_with_confirmation_and
         })
         .await;
     assert_eq!(browser.text("#reason").await, "shutdown requested");
+    browser.screenshot("dashboard-terminating.png").await;
     browser.close().await;
 }
 
@@ -198,6 +199,7 @@ async fn dashboard_in_chromium_without_the_token_shows_nothing_and_asks_for_it()
     let page = page.as_str().unwrap();
     assert!(!page.contains(&ctx.instance_id) && !page.contains(&ctx.instance_name));
     assert!(!page.contains(TOKEN));
+    browser.screenshot("dashboard-login.png").await;
 
     // A wrong token is refused and forgotten.
     browser.type_into("#token-input", "not-the-token").await;
