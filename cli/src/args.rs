@@ -70,6 +70,9 @@ pub enum Command {
     /// Log in to an instance (or run a command there) with the system `ssh`,
     /// checking its pinned host key.
     Ssh(SshArgs),
+    /// Forward SGLang, n8n and the daemon to local ports over SSH, in the
+    /// background, until `soong tunnel stop`.
+    Tunnel(TunnelArgs),
     /// Add hours to an instance's lease (up to its 8 h maximum).
     Extend(ExtendArgs),
     /// Terminate an instance through the Lambda API.
@@ -192,6 +195,35 @@ pub struct SshArgs {
     /// (e.g. `soong ssh -- nvidia-smi`); its exit status is soong's.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// `soong tunnel`.
+#[derive(Debug, Args)]
+pub struct TunnelArgs {
+    /// What to do [default: start].
+    #[command(subcommand)]
+    pub action: Option<TunnelAction>,
+    /// The local port for SGLang (the instance's 8000) [default: 8000, or a free one when busy].
+    #[arg(long, global = true, value_name = "PORT")]
+    pub sglang_port: Option<u16>,
+    /// The local port for n8n (the instance's 5678) [default: 5678, or a free one when busy].
+    #[arg(long, global = true, value_name = "PORT")]
+    pub n8n_port: Option<u16>,
+    /// The local port for the soong daemon (the instance's `status_daemon.port`)
+    /// [default: that port, or a free one when busy].
+    #[arg(long, global = true, value_name = "PORT")]
+    pub status_port: Option<u16>,
+}
+
+/// `soong tunnel …`.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum TunnelAction {
+    /// Start the tunnel (in the background; one per instance).
+    Start,
+    /// Stop the tunnel soong started (only that ssh process).
+    Stop,
+    /// Show the tunnels and whether each forward answers.
+    Status,
 }
 
 /// `soong extend`.

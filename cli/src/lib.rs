@@ -77,6 +77,7 @@ pub async fn dispatch(
         Command::Start(args) => commands::start::run(printer, settings, &args).await,
         Command::Status(args) => commands::status::watch(printer, settings, &args).await,
         Command::Ssh(args) => commands::ssh::run(printer, settings, &args).await,
+        Command::Tunnel(args) => commands::tunnel::run(printer, settings, &args).await,
         Command::Extend(args) => commands::extend::run(printer, settings, &args).await,
         Command::Stop(args) => commands::stop::run(printer, settings, &args).await,
         Command::Available => commands::available::run(printer, settings).await,

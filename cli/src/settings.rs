@@ -519,6 +519,25 @@ pub fn config_path(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(DEFAULT_CONFIG_PATH))
 }
 
+/// `XDG_STATE_HOME`: where soong keeps its state (tunnel records, the
+/// history log) under `soong/`; default `~/.local/state`.
+pub const ENV_XDG_STATE_HOME: &str = "XDG_STATE_HOME";
+
+/// soong's state directory: `$XDG_STATE_HOME/soong`, else
+/// `~/.local/state/soong`, else (no home) the config file's directory.
+pub fn state_dir(settings: &Settings) -> PathBuf {
+    if let Some(dir) = std::env::var_os(ENV_XDG_STATE_HOME).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("soong");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(home).join(".local/state/soong");
+    }
+    match settings.config_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 impl Settings {
     /// Merges flags, environment and file.
     pub fn resolve(global: &GlobalArgs) -> anyhow::Result<Self> {

@@ -9,3 +9,4 @@ pub mod ssh;
 pub mod start;
 pub mod status;
 pub mod stop;
+pub mod tunnel;

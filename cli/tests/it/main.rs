@@ -11,3 +11,4 @@ mod manage;
 mod models;
 mod ssh;
 mod start;
+mod tunnel;
