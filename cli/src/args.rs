@@ -73,6 +73,9 @@ pub enum Command {
     /// Forward SGLang, n8n and the daemon to local ports over SSH, in the
     /// background, until `soong tunnel stop`.
     Tunnel(TunnelArgs),
+    /// Open the daemon's dashboard in the browser (through the tunnel, which
+    /// it starts if needed), or print its URL.
+    Dashboard(DashboardArgs),
     /// Add hours to an instance's lease (up to its 8 h maximum).
     Extend(ExtendArgs),
     /// Terminate an instance through the Lambda API.
@@ -224,6 +227,14 @@ pub enum TunnelAction {
     Stop,
     /// Show the tunnels and whether each forward answers.
     Status,
+}
+
+/// `soong dashboard`.
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Print the URL (it holds the token) instead of opening a browser.
+    #[arg(long)]
+    pub print: bool,
 }
 
 /// `soong extend`.

@@ -78,6 +78,7 @@ pub async fn dispatch(
         Command::Status(args) => commands::status::watch(printer, settings, &args).await,
         Command::Ssh(args) => commands::ssh::run(printer, settings, &args).await,
         Command::Tunnel(args) => commands::tunnel::run(printer, settings, &args).await,
+        Command::Dashboard(args) => commands::dashboard::run(printer, settings, &args).await,
         Command::Extend(args) => commands::extend::run(printer, settings, &args).await,
         Command::Stop(args) => commands::stop::run(printer, settings, &args).await,
         Command::Available => commands::available::run(printer, settings).await,

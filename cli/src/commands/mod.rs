@@ -2,6 +2,7 @@
 
 pub mod available;
 pub mod configure;
+pub mod dashboard;
 pub mod demo;
 pub mod extend;
 pub mod models;

@@ -91,17 +91,34 @@ async fn start(
 ) -> anyhow::Result<ExitStatus> {
     let client = settings.client()?;
     let instance = instances::choose(settings, &client, "use").await?;
+    let (record, new) = ensure(printer, settings, args, &instance).await?;
+    if printer.json() {
+        printer.json_value(&json!(record));
+    } else if new {
+        printer.info(format!(
+            "{}\n`soong tunnel status` checks the forwards; `soong tunnel stop` ends the tunnel.",
+            describe(&record)
+        ));
+    } else {
+        printer.info(format!(
+            "{}\n(already running; `soong tunnel stop` ends it)",
+            describe(&record)
+        ));
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// The live tunnel to `instance`, started if there is none; true when it
+/// was started now.
+pub async fn ensure(
+    printer: &Printer,
+    settings: &Settings,
+    args: &TunnelArgs,
+    instance: &lambda_cloud::Instance,
+) -> anyhow::Result<(Record, bool)> {
     if let Some(record) = tunnel::load(settings, &instance.id) {
         if record.alive() {
-            if printer.json() {
-                printer.json_value(&json!(record));
-            } else {
-                printer.info(format!(
-                    "{}\n(already running; `soong tunnel stop` ends it)",
-                    describe(&record)
-                ));
-            }
-            return Ok(ExitStatus::Success);
+            return Ok((record, false));
         }
         // Its ssh is gone (or the PID now belongs to another process).
         printer.verbose(format!(
@@ -110,7 +127,7 @@ async fn start(
         ));
         tunnel::remove(settings, &instance.id);
     }
-    let target = Target::for_instance(settings, &instance)?;
+    let target = Target::for_instance(settings, instance)?;
     let daemon_port = settings.config.status_daemon.port;
     let wanted = [
         ("sglang", "SGLang", args.sglang_port, 8000),
@@ -153,15 +170,7 @@ async fn start(
             Err(error) => return Err(error.into()),
         }
     };
-    if printer.json() {
-        printer.json_value(&json!(record));
-    } else {
-        printer.info(format!(
-            "{}\n`soong tunnel status` checks the forwards; `soong tunnel stop` ends the tunnel.",
-            describe(&record)
-        ));
-    }
-    Ok(ExitStatus::Success)
+    Ok((record, true))
 }
 
 /// Starts the ssh of a tunnel, records it, and waits for its forwards.

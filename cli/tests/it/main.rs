@@ -6,6 +6,7 @@ mod common;
 mod config;
 mod configure;
 mod daemon;
+mod dashboard;
 mod help;
 mod manage;
 mod models;
