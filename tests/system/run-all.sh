@@ -5,7 +5,7 @@
 # check failed or any suite could not run. See tests/system/README.md.
 #
 #   tests/system/run-all.sh                 all suites
-#   tests/system/run-all.sh unit ansible    some (lint, unit, cloud-init, ansible)
+#   tests/system/run-all.sh unit ansible    some (lint, unit, daemon, cloud-init, ansible)
 #   SOONG_SKIP_INSTALL=1 ...                skip the apt step
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,10 +30,11 @@ fi
 declare -A suites=(
   [lint]=tests/system/test-lint.sh
   [unit]=tests/system/test-unit.sh
+  [daemon]=tests/system/daemon.sh
   [cloud-init]=cloud-init/tests/run.sh
   [ansible]=ansible/tests/run.sh
 )
-order=(lint unit cloud-init ansible)
+order=(lint unit daemon cloud-init ansible)
 (($#)) && order=("$@")
 
 # Build the image once, up front, so its time is not charged to one suite.
@@ -47,7 +48,7 @@ total_failed=0
 broken=()
 for name in "${order[@]}"; do
   script=${suites[$name]:-}
-  [ -n "$script" ] || { echo "error: unknown suite \`$name\` (lint, unit, cloud-init, ansible)" >&2; exit 2; }
+  [ -n "$script" ] || { echo "error: unknown suite \`$name\` (lint, unit, daemon, cloud-init, ansible)" >&2; exit 2; }
   echo
   echo "==> $name ($script)"
   log=$(mktemp)

@@ -21,7 +21,7 @@ lint() { # lint DESCRIPTION SHELLCHECK-ARGS...
 }
 command -v shellcheck >/dev/null || { echo "not ok - shellcheck is not installed (tests/system/run-all.sh installs it)"; echo "lint: 0 passed, 1 failed"; exit 1; }
 
-for script in tests/system/lib.sh tests/system/test-unit.sh tests/system/test-lint.sh tests/system/run-all.sh \
+for script in tests/system/lib.sh tests/system/test-unit.sh tests/system/test-lint.sh tests/system/run-all.sh tests/system/daemon.sh \
   cloud-init/tests/run.sh cloud-init/update-unit.sh ansible/tests/run.sh systemd/render.sh; do
   lint "$script" -x "$script"
 done
