@@ -329,6 +329,7 @@ seed ci-bad bad
 soong_machine_boot ci-bad
 status=$(wait_cloud_init ci-bad)
 check "bad sha256: cloud-init reports an error (status: $status)" test "$status" = error
+check "bad sha256: the credentials are still kept in a 0700 root directory" test "$(file_mode "$root/etc/soong/credentials")" = "700 root:root"
 check "bad sha256: no daemon binary installed" test ! -e "$root/usr/local/bin/soong-daemon"
 check "bad sha256: no partial download left" test -z "$(find "$root/usr/local/bin" -name 'soong-daemon*' -print -quit)"
 check "bad sha256: soong-daemon.service is not running" test "$(soong_machine_exec ci-bad systemctl is-active soong-daemon.service || true)" != active
