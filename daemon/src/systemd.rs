@@ -84,7 +84,7 @@ impl Notifier for SdNotifier {
                 .last_ping
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if last.is_some_and(|last| now.duration_since(last) < every) {
+            if !ping_due(*last, now, every) {
                 return;
             }
             *last = Some(now);
@@ -109,6 +109,13 @@ impl Notifier for SdNotifier {
     fn stopping(&self) {
         send(&[NotifyState::Stopping]);
     }
+}
+
+/// Whether a watchdog ping is due: the first one at once, then one every
+/// `every` (the loop calls at least once a second, so pings go out at most
+/// a second late).
+fn ping_due(last: Option<Instant>, now: Instant, every: Duration) -> bool {
+    last.is_none_or(|last| now.duration_since(last) >= every)
 }
 
 /// The notifier for this environment: [`SdNotifier`] under systemd
@@ -223,6 +230,24 @@ mod tests {
         assert_eq!(watchdog_interval(Some("0"), None, 7), None);
         assert_eq!(watchdog_interval(Some("soon"), None, 7), None);
         assert_eq!(watchdog_interval(Some("30000000"), Some("8"), 7), None);
+    }
+
+    #[test]
+    fn pings_go_out_at_once_then_once_per_interval_not_on_every_turn() {
+        let start = Instant::now();
+        let every = Duration::from_secs(15);
+        assert!(ping_due(None, start, every));
+        assert!(!ping_due(
+            Some(start),
+            start + Duration::from_secs(1),
+            every
+        ));
+        assert!(!ping_due(
+            Some(start),
+            start + Duration::from_millis(14_999),
+            every
+        ));
+        assert!(ping_due(Some(start), start + every, every));
     }
 
     #[test]
