@@ -76,6 +76,9 @@ pub enum Command {
     /// Open the daemon's dashboard in the browser (through the tunnel, which
     /// it starts if needed), or print its URL.
     Dashboard(DashboardArgs),
+    /// Launches, extensions and terminations with duration and cost, totals
+    /// per day, and what the cost controls saved.
+    History(HistoryArgs),
     /// Add hours to an instance's lease (up to its 8 h maximum).
     Extend(ExtendArgs),
     /// Terminate an instance through the Lambda API.
@@ -235,6 +238,14 @@ pub struct DashboardArgs {
     /// Print the URL (it holds the token) instead of opening a browser.
     #[arg(long)]
     pub print: bool,
+}
+
+/// `soong history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// How many days back, today included.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=366))]
+    pub days: u32,
 }
 
 /// `soong extend`.

@@ -10,6 +10,7 @@ pub mod args;
 pub mod commands;
 pub mod daemon_client;
 pub mod exit;
+pub mod history;
 pub mod instances;
 pub mod models;
 pub mod output;
@@ -79,6 +80,7 @@ pub async fn dispatch(
         Command::Ssh(args) => commands::ssh::run(printer, settings, &args).await,
         Command::Tunnel(args) => commands::tunnel::run(printer, settings, &args).await,
         Command::Dashboard(args) => commands::dashboard::run(printer, settings, &args).await,
+        Command::History(args) => commands::history::run(printer, settings, &args).await,
         Command::Extend(args) => commands::extend::run(printer, settings, &args).await,
         Command::Stop(args) => commands::stop::run(printer, settings, &args).await,
         Command::Available => commands::available::run(printer, settings).await,

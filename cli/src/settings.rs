@@ -207,10 +207,33 @@ fn is_default_ssh_port(port: &u16) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerSection {
-    /// The worker's URL.
-    pub url: String,
-    /// The HMAC key shared with the worker.
+    /// The worker's URL (set by `soong worker deploy`; until then no
+    /// instance heartbeats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The HMAC key shared with the worker (`WORKER_SECRET`).
     pub secret: Secret,
+    /// The bearer token of the worker's `/events` and `/instances`
+    /// (`ADMIN_TOKEN`); `history` reads the worker's events with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<Secret>,
+    /// The worker's name on Cloudflare [default: `soong-watchdog`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The Cloudflare account id (`CLOUDFLARE_ACCOUNT_ID` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudflare_account_id: Option<String>,
+    /// A Cloudflare API token allowed to edit Workers, KV and cron
+    /// (`CLOUDFLARE_API_TOKEN` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudflare_api_token: Option<Secret>,
+}
+
+impl WorkerSection {
+    /// The worker's URL, when deployed.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref().filter(|u| !u.is_empty())
+    }
 }
 
 /// Why the config file could not be used.

@@ -55,6 +55,21 @@ pub async fn run(
             return Err(anyhow::Error::new(error).context(format!("cannot extend `{name}`")));
         }
     };
+    crate::history::record(
+        printer,
+        settings,
+        &crate::history::Entry {
+            instance_name: Some(name.clone()),
+            lease_deadline: Some(granted.lease_deadline.unix_timestamp()),
+            granted_seconds: Some(granted.granted_seconds as i64),
+            source: Some("local".to_owned()),
+            ..crate::history::Entry::new(
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+                crate::history::Kind::Extend,
+                &instance.id,
+            )
+        },
+    );
     let price = instance.instance_type.price_cents_per_hour as f64;
     let cost = price * granted.granted_seconds as f64 / 3600.0;
     if printer.json() {

@@ -5,6 +5,7 @@ pub mod configure;
 pub mod dashboard;
 pub mod demo;
 pub mod extend;
+pub mod history;
 pub mod models;
 pub mod ssh;
 pub mod start;

@@ -275,6 +275,27 @@ pub async fn start(
         )
     })?;
     let id = launch(printer, settings, &client, &request).await?;
+    crate::history::record(
+        printer,
+        settings,
+        &crate::history::Entry {
+            instance_name: Some(plan.name.clone()),
+            instance_type: Some(plan.fit.instance_type.clone()),
+            region: Some(plan.region.clone()),
+            model: Some(plan.model.id.clone()),
+            price_cents_per_hour: Some(plan.fit.price_cents_per_hour),
+            lease_deadline: Some(
+                lease::initial_lease_deadline(launched_at, &plan.policy).unix_timestamp(),
+            ),
+            hard_deadline: Some(lease::hard_deadline(launched_at, &plan.policy).unix_timestamp()),
+            source: Some("local".to_owned()),
+            ..crate::history::Entry::new(
+                launched_at.unix_timestamp(),
+                crate::history::Kind::Launch,
+                &id,
+            )
+        },
+    );
     printer.info(format!("Launched `{}` ({id}).", plan.name));
     if args.no_wait {
         let instance = client.get_instance(&id).await.ok();
@@ -610,8 +631,13 @@ fn build_request(
     };
     config.policy = plan.policy;
     // The watchdog worker, when deployed, gets this instance's heartbeats.
-    config.worker = settings.config.worker.as_ref().map(|worker| WorkerConfig {
-        url: worker.url.clone(),
+    let worker = settings
+        .config
+        .worker
+        .as_ref()
+        .filter(|worker| worker.url().is_some());
+    config.worker = worker.map(|worker| WorkerConfig {
+        url: worker.url().unwrap_or_default().to_owned(),
         token_file: Some(user_data::WORKER_TOKEN_PATH.into()),
         token: None,
         heartbeat_interval: soong_protocol::config::DEFAULT_HEARTBEAT_INTERVAL,
@@ -633,18 +659,11 @@ fn build_request(
         &Secrets {
             token: token.clone(),
             api_key: Secret::new(api_key.expose()),
-            worker_token: settings
-                .config
-                .worker
-                .as_ref()
-                .map(|worker| user_data::worker_token(&worker.secret, &plan.name)),
+            worker_token: worker.map(|worker| user_data::worker_token(&worker.secret, &plan.name)),
             host_key: Some(host_key.clone()),
         },
     )?;
-    let masked = user_data::render(
-        &config,
-        &Secrets::masked(settings.config.worker.is_some(), Some(&host_key)),
-    )?;
+    let masked = user_data::render(&config, &Secrets::masked(worker.is_some(), Some(&host_key)))?;
     let request = LaunchRequest {
         region_name: plan.region.clone(),
         instance_type_name: plan.fit.instance_type.clone(),

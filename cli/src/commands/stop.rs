@@ -8,6 +8,7 @@ use lambda_cloud::{ErrorKind, InstanceStatus};
 use serde_json::json;
 
 use crate::args::StopArgs;
+use crate::daemon_client::DaemonClient;
 use crate::exit::{ExitStatus, UserError};
 use crate::instances;
 use crate::output::Printer;
@@ -15,6 +16,30 @@ use crate::settings::Settings;
 
 /// How long Lambda may take to confirm a termination.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// The lease deadline the daemon reports now (over SSH or directly, per
+/// `status_daemon.access`); without an answer, the history keeps what it
+/// logged at launch and each extension.
+async fn last_lease_deadline(
+    printer: &Printer,
+    settings: &Settings,
+    instance: &lambda_cloud::Instance,
+) -> Option<i64> {
+    let token = settings.config.status_daemon.token.as_ref()?;
+    let read = async {
+        let daemon =
+            DaemonClient::for_instance(settings, token, instance, Duration::from_secs(3)).await?;
+        daemon.status().await
+    };
+    match tokio::time::timeout(Duration::from_secs(15), read).await {
+        Ok(Ok(status)) => Some(status.lease_deadline.unix_timestamp()),
+        Ok(Err(error)) => {
+            printer.verbose(format!("no last status from the daemon: {error}"));
+            None
+        }
+        Err(_) => None,
+    }
+}
 
 /// Runs `soong stop`.
 pub async fn run(
@@ -32,10 +57,29 @@ pub async fn run(
     )? {
         return Err(UserError::new("not stopped").into());
     }
+    // The daemon's last word, for the history: the lease as extended (what
+    // the cost controls would have allowed). Best effort and quick: a dead
+    // daemon must not delay a termination.
+    let lease_deadline = last_lease_deadline(printer, settings, &instance).await;
     client
         .terminate_instances(std::slice::from_ref(&instance.id))
         .await
         .with_context(|| format!("cannot terminate `{name}`"))?;
+    crate::history::record(
+        printer,
+        settings,
+        &crate::history::Entry {
+            instance_name: Some(name.clone()),
+            lease_deadline,
+            reason: Some("user".to_owned()),
+            source: Some("local".to_owned()),
+            ..crate::history::Entry::new(
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+                crate::history::Kind::Terminate,
+                &instance.id,
+            )
+        },
+    );
     printer.info(format!("Termination of `{name}` requested."));
     let mut status = InstanceStatus::Terminating;
     if !args.no_wait {

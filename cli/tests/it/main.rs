@@ -8,6 +8,7 @@ mod configure;
 mod daemon;
 mod dashboard;
 mod help;
+mod history;
 mod manage;
 mod models;
 mod ssh;
