@@ -79,6 +79,9 @@ pub enum Command {
     /// Launches, extensions and terminations with duration and cost, totals
     /// per day, and what the cost controls saved.
     History(HistoryArgs),
+    /// The watchdog worker on Cloudflare: deploy it (KV, cron, secrets),
+    /// check it, follow its log, or remove all of it.
+    Worker(WorkerArgs),
     /// Add hours to an instance's lease (up to its 8 h maximum).
     Extend(ExtendArgs),
     /// Terminate an instance through the Lambda API.
@@ -246,6 +249,27 @@ pub struct HistoryArgs {
     /// How many days back, today included.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=366))]
     pub days: u32,
+}
+
+/// `soong worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: WorkerAction,
+}
+
+/// `soong worker …`.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum WorkerAction {
+    /// Deploy (or update) the worker with its KV namespace, cron and secrets.
+    Deploy,
+    /// Whether the worker answers, and its deployments.
+    Status,
+    /// Follow the worker's log (`wrangler tail`).
+    Logs,
+    /// Remove the worker, its cron trigger, its secrets and its KV namespace.
+    Destroy,
 }
 
 /// `soong extend`.

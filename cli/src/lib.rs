@@ -81,6 +81,7 @@ pub async fn dispatch(
         Command::Tunnel(args) => commands::tunnel::run(printer, settings, &args).await,
         Command::Dashboard(args) => commands::dashboard::run(printer, settings, &args).await,
         Command::History(args) => commands::history::run(printer, settings, &args).await,
+        Command::Worker(args) => commands::worker::run(printer, settings, &args).await,
         Command::Extend(args) => commands::extend::run(printer, settings, &args).await,
         Command::Stop(args) => commands::stop::run(printer, settings, &args).await,
         Command::Available => commands::available::run(printer, settings).await,

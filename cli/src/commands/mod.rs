@@ -12,3 +12,4 @@ pub mod start;
 pub mod status;
 pub mod stop;
 pub mod tunnel;
+pub mod worker;

@@ -24,7 +24,7 @@ use crate::exit::{ExitStatus, UserError};
 use crate::instances;
 use crate::models::{self, Model};
 use crate::output::{Printer, dollars, human_duration};
-use crate::settings::{Access, Settings};
+use crate::settings::{Access, Settings, WorkerSection};
 use crate::ssh;
 use crate::user_data::{self, Secrets};
 
@@ -635,9 +635,9 @@ fn build_request(
         .config
         .worker
         .as_ref()
-        .filter(|worker| worker.url().is_some());
-    config.worker = worker.map(|worker| WorkerConfig {
-        url: worker.url().unwrap_or_default().to_owned(),
+        .and_then(WorkerSection::heartbeats);
+    config.worker = worker.map(|(url, _)| WorkerConfig {
+        url: url.to_owned(),
         token_file: Some(user_data::WORKER_TOKEN_PATH.into()),
         token: None,
         heartbeat_interval: soong_protocol::config::DEFAULT_HEARTBEAT_INTERVAL,
@@ -659,7 +659,7 @@ fn build_request(
         &Secrets {
             token: token.clone(),
             api_key: Secret::new(api_key.expose()),
-            worker_token: worker.map(|worker| user_data::worker_token(&worker.secret, &plan.name)),
+            worker_token: worker.map(|(_, secret)| user_data::worker_token(secret, &plan.name)),
             host_key: Some(host_key.clone()),
         },
     )?;

@@ -24,6 +24,7 @@ fn top_level_help_lists_every_command() {
           tunnel       Forward SGLang, n8n and the daemon to local ports over SSH, in the background, until `soong tunnel stop`
           dashboard    Open the daemon's dashboard in the browser (through the tunnel, which it starts if needed), or print its URL
           history      Launches, extensions and terminations with duration and cost, totals per day, and what the cost controls saved
+          worker       The watchdog worker on Cloudflare: deploy it (KV, cron, secrets), check it, follow its log, or remove all of it
           extend       Add hours to an instance's lease (up to its 8 h maximum)
           stop         Terminate an instance through the Lambda API
           available    Show instance types, prices, regions with capacity and which models fit

@@ -14,3 +14,4 @@ mod models;
 mod ssh;
 mod start;
 mod tunnel;
+mod worker;
