@@ -95,6 +95,12 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man {
+        /// Write `soong.1`, `soong-start.1`, … into DIR instead of printing `soong.1`.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run the whole system against an embedded simulated cloud; needs no
     /// account, no config and no network.
     Demo(DemoArgs),

@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> ExitStatus {
                 clap_complete::generate(shell, &mut command, "soong", &mut std::io::stdout());
                 Ok(ExitStatus::Success)
             }
+            Command::Man { dir } => man(dir.as_deref()),
             // The demo brings its own simulated cloud and config.
             Command::Demo(args) => commands::demo::run(&printer, &args).await,
             command => {
@@ -65,6 +66,26 @@ pub fn run(cli: Cli) -> ExitStatus {
         Ok(status) => status,
         Err(error) => exit::report(&printer, &error),
     }
+}
+
+/// `soong man`: the man page of the command line as declared in [`args`],
+/// so it cannot drift from `--help` (the checked-in pages under
+/// `cli/man/` have a test that says how to regenerate them).
+pub fn man(dir: Option<&std::path::Path>) -> anyhow::Result<ExitStatus> {
+    // As `generate_to` does for the pages: no `help` pseudo-command.
+    let command = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            clap_mangen::generate_to(command, dir)?;
+        }
+        None => match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+            // `soong man | head` is not a failure.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        },
+    }
+    Ok(ExitStatus::Success)
 }
 
 /// Runs a command that uses the user's settings.
@@ -87,6 +108,6 @@ pub async fn dispatch(
         Command::Available => commands::available::run(printer, settings).await,
         Command::Models(args) => commands::models::run(printer, settings, &args).await,
         Command::Demo(args) => commands::demo::run(printer, &args).await,
-        Command::Completions { .. } => Ok(ExitStatus::Success),
+        Command::Completions { .. } | Command::Man { .. } => Ok(ExitStatus::Success),
     }
 }

@@ -30,6 +30,7 @@ fn top_level_help_lists_every_command() {
           available    Show instance types, prices, regions with capacity and which models fit
           models       The model registry: built-in and custom models, VRAM and GPU fit
           completions  Print shell completions, e.g. `soong completions bash > /etc/bash_completion.d/soong`
+          man          Print the man page (roff), or write one page per command into a directory
           demo         Run the whole system against an embedded simulated cloud; needs no account, no config and no network
           help         Print this message or the help of the given subcommand(s)
 

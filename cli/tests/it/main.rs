@@ -9,6 +9,7 @@ mod daemon;
 mod dashboard;
 mod help;
 mod history;
+mod man;
 mod manage;
 mod models;
 mod ssh;
