@@ -513,6 +513,8 @@ pub struct Settings {
     pub no_pacing: bool,
     /// Factor for `start`'s waits (`SOONG_WAIT_SCALE`).
     pub wait_scale: f64,
+    /// Where soong keeps its state: tunnel records, the history log.
+    pub state_dir: PathBuf,
 }
 
 /// A fresh daemon token: 32 random bytes, URL-safe base64 (no padding).
@@ -557,16 +559,21 @@ pub fn config_path(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
 /// history log) under `soong/`; default `~/.local/state`.
 pub const ENV_XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 
+/// soong's state directory for these settings.
+pub fn state_dir(settings: &Settings) -> PathBuf {
+    settings.state_dir.clone()
+}
+
 /// soong's state directory: `$XDG_STATE_HOME/soong`, else
 /// `~/.local/state/soong`, else (no home) the config file's directory.
-pub fn state_dir(settings: &Settings) -> PathBuf {
+fn default_state_dir(config_path: &Path) -> PathBuf {
     if let Some(dir) = std::env::var_os(ENV_XDG_STATE_HOME).filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("soong");
     }
     if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         return PathBuf::from(home).join(".local/state/soong");
     }
-    match settings.config_path.parent() {
+    match config_path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     }
@@ -595,6 +602,7 @@ impl Settings {
             .filter(|v| v.is_finite() && *v > 0.0)
             .unwrap_or(1.0);
         Ok(Self {
+            state_dir: default_state_dir(&config_path),
             config_path,
             config_exists,
             config,

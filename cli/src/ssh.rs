@@ -114,7 +114,12 @@ impl KnownHosts {
             fs::create_dir_all(&dir)?;
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
         }
-        let temp = dir.join(format!(".known_hosts.tmp-{}", std::process::id()));
+        // Unique per writer: `status` binds addresses from parallel tasks.
+        let temp = dir.join(format!(
+            ".known_hosts.tmp-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         let mut text = self.lines.join("\n");
         text.push('\n');
         let result = (|| {

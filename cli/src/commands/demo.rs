@@ -361,6 +361,8 @@ fn demo_settings(sim: &Sim, home: &Path) -> anyhow::Result<Settings> {
         interactive: false,
         no_pacing: true,
         wait_scale: 0.05,
+        // The demo's launches stay out of the user's history.
+        state_dir: home.join(".local/state/soong"),
     })
 }
 

@@ -934,9 +934,10 @@ fn report_ready(
     }
     let user = &settings.config.ssh.user;
     printer.info(format!(
-        "{} `{}` is up and guarded by its daemon.\n  Connect:  ssh {user}@{ip}\n  Model:    {} (SGLang on port 8000: ssh -N -L 8000:localhost:8000 {user}@{ip})\n  Stops:    at {} when the lease ends (`soong extend <hours>` adds time), or after {} idle\n  Done?     `soong stop`",
+        "{} `{}` is up and guarded by its daemon.\n  Connect:  soong ssh   ({user}@{ip}, its host key pinned in `{}`)\n  Model:    {} (SGLang on port 8000: `soong tunnel` forwards it, n8n and the dashboard)\n  Stops:    at {} when the lease ends (`soong extend <hours>` adds time), or after {} idle\n  Done?     `soong stop`",
         printer.green("Ready:"),
         plan.name,
+        ssh::known_hosts_path(settings).display(),
         plan.model.id,
         clock(shutdown_at),
         human_duration(plan.policy.idle_timeout.as_secs() as i64),

@@ -39,7 +39,10 @@ fn start_waits_for_a_healthy_daemon_and_says_how_to_connect() {
     let text = render(&output);
     assert!(output.status.success(), "{text}");
     assert!(text.contains("is up and guarded by its daemon"), "{text}");
-    assert!(text.contains("Connect:  ssh ubuntu@127."), "{text}");
+    assert!(
+        text.contains("Connect:  soong ssh   (ubuntu@127."),
+        "{text}"
+    );
 }
 
 #[test]
