@@ -16,15 +16,6 @@ repo=$(cd "$ci/.." && pwd)
 # shellcheck source=tests/system/lib.sh
 source "$repo/tests/system/lib.sh"
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); printf 'ok - %s\n' "$*"; }
-not_ok() { failed=$((failed + 1)); printf 'not ok - %s\n' "$*"; }
-check() { # check DESCRIPTION CMD...
-  local description=$1
-  shift
-  if "$@"; then ok "$description"; else not_ok "$description"; fi
-}
 
 work=$(mktemp -d)
 http_pid=""

@@ -18,15 +18,6 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/system/lib.sh
 source "$here/lib.sh"
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); printf 'ok - %s\n' "$*"; }
-not_ok() { failed=$((failed + 1)); printf 'not ok - %s\n' "$*"; }
-check() { # check DESCRIPTION CMD...
-  local description=$1
-  shift
-  if "$@"; then ok "$description"; else not_ok "$description"; fi
-}
 
 work=$(mktemp -d)
 sim_pid=""

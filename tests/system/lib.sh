@@ -34,6 +34,18 @@ _SOONG_RUN_DIR=""
 # Names of the machines this process created, for the EXIT trap.
 declare -a _SOONG_MACHINES=()
 
+# Results, one TAP-like line per check; each suite ends by printing
+# `<suite>: $passed passed, $failed failed`, which run-all.sh adds up.
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); printf 'ok - %s\n' "$*"; }
+not_ok() { failed=$((failed + 1)); printf 'not ok - %s\n' "$*"; }
+check() { # check DESCRIPTION CMD...
+  local description=$1
+  shift
+  if "$@"; then ok "$description"; else not_ok "$description"; fi
+}
+
 soong_log() { printf '[system-test %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 soong_die() {
   printf '[system-test] FAIL: %s\n' "$*" >&2

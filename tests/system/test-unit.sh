@@ -11,15 +11,6 @@ repo=$(cd "$here/../.." && pwd)
 # shellcheck source=tests/system/lib.sh
 source "$here/lib.sh"
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); printf 'ok - %s\n' "$*"; }
-not_ok() { failed=$((failed + 1)); printf 'not ok - %s\n' "$*"; }
-check() { # check DESCRIPTION CMD...
-  local description=$1
-  shift
-  if "$@"; then ok "$description"; else not_ok "$description"; fi
-}
 
 # The renderer refuses paths systemd or sed would read specially.
 if "$repo/systemd/render.sh" --bindir 'relative/bin' >/dev/null 2>&1; then
