@@ -50,6 +50,8 @@ pub struct Machines {
     failures: Mutex<Vec<String>>,
     /// The SSH host key each booted instance got in its user-data.
     host_keys: Mutex<HashMap<String, soong_protocol::config::Secret>>,
+    /// Each booted instance's address.
+    addresses: Mutex<HashMap<String, std::net::Ipv4Addr>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -67,6 +69,7 @@ impl Machines {
             running: Mutex::new(HashMap::new()),
             failures: Mutex::new(Vec::new()),
             host_keys: Mutex::new(HashMap::new()),
+            addresses: Mutex::new(HashMap::new()),
         })
     }
 
@@ -87,6 +90,14 @@ impl Machines {
         lock(&self.host_keys).get(id).cloned()
     }
 
+    /// The instances that booted, with their addresses.
+    pub fn booted(&self) -> Vec<(String, std::net::Ipv4Addr)> {
+        lock(&self.addresses)
+            .iter()
+            .map(|(id, ip)| (id.clone(), *ip))
+            .collect()
+    }
+
     /// Stops every instance's processes.
     pub fn stop_all(&self) {
         for (_, stop) in lock(&self.running).drain() {
@@ -99,6 +110,7 @@ impl Machines {
     fn on_event(self: &Arc<Self>, event: SimEvent) {
         match event {
             SimEvent::Booted(instance) => {
+                lock(&self.addresses).insert(instance.id.clone(), instance.ip);
                 if let Some(key) = instance
                     .user_data
                     .as_deref()

@@ -112,24 +112,33 @@ pub struct SshWorld {
     pub ssh_port: u16,
 }
 
+/// A `TestContext` with real daemons whose config reaches them over SSH
+/// (`access: ssh`, this user, a free SSH port) and a login key at
+/// `~/.ssh/id_ed25519`; returns it with the SSH port and the key's public
+/// line.
+pub fn ssh_context() -> (TestContext, u16, String) {
+    let context = TestContext::with_daemons("valid.yaml");
+    let ssh_port = free_port();
+    // The login key, where `ssh.key_path: ~/.ssh/id_ed25519` points
+    // (HOME is the test's directory).
+    let ssh_dir = context.dir.path().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let client = soong::ssh::generate_host_key("test-client").unwrap();
+    write_private(&ssh_dir.join("id_ed25519"), client.private_openssh.expose());
+    let text = std::fs::read_to_string(&context.config)
+        .unwrap()
+        .replace("access: direct", "access: ssh")
+        .replace(
+            "  user: ubuntu",
+            &format!("  user: {}\n  port: {ssh_port}", current_user()),
+        );
+    std::fs::write(&context.config, text).unwrap();
+    (context, ssh_port, client.public)
+}
+
 impl SshWorld {
     pub fn new() -> Self {
-        let context = TestContext::with_daemons("valid.yaml");
-        let ssh_port = free_port();
-        // The login key, where `ssh.key_path: ~/.ssh/id_ed25519` points
-        // (HOME is the test's directory).
-        let ssh_dir = context.dir.path().join(".ssh");
-        std::fs::create_dir_all(&ssh_dir).unwrap();
-        let client = soong::ssh::generate_host_key("test-client").unwrap();
-        write_private(&ssh_dir.join("id_ed25519"), client.private_openssh.expose());
-        let text = std::fs::read_to_string(&context.config)
-            .unwrap()
-            .replace("access: direct", "access: ssh")
-            .replace(
-                "  user: ubuntu",
-                &format!("  user: {}\n  port: {ssh_port}", current_user()),
-            );
-        std::fs::write(&context.config, text).unwrap();
+        let (context, ssh_port, client_public) = ssh_context();
         let output = context
             .command(&[
                 "start",
@@ -157,7 +166,7 @@ impl SshWorld {
             context,
             id,
             ip,
-            client_public: client.public,
+            client_public,
             ssh_port,
         }
     }
@@ -319,6 +328,38 @@ fn status_and_extend_reach_the_daemon_through_ssh_without_the_token_on_a_command
     assert!(output.status.success(), "{}", render(&output));
     let granted: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(granted["granted_seconds"], 3600);
+}
+
+#[test]
+fn start_waits_for_the_daemon_over_ssh_by_default() {
+    if !have_sshd() {
+        return;
+    }
+    let (context, ssh_port, client_public) = ssh_context();
+    let child = context
+        .command(&["start", "-y", "--model", "llama-3.1-8b"])
+        .env("SOONG_WAIT_SCALE", "0.05")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The "instance" boots; its sshd comes up with the key it was given,
+    // while `start` keeps trying to reach its daemon.
+    let machines = context.machines.as_ref().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (id, ip) = loop {
+        if let Some(booted) = machines.booted().into_iter().next() {
+            break booted;
+        }
+        assert!(Instant::now() < deadline, "the instance did not boot");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let key = machines.host_key(&id).unwrap();
+    let _sshd = Sshd::start(&ip.to_string(), ssh_port, key.expose(), &client_public);
+    let output = child.wait_with_output().unwrap();
+    let text = render(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("is up and guarded by its daemon"), "{text}");
 }
 
 #[test]
