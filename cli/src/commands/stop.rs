@@ -81,6 +81,16 @@ pub async fn run(
         },
     );
     printer.info(format!("Termination of `{name}` requested."));
+    // Its tunnel, if any, has nothing left to forward to.
+    if let Some(record) = crate::tunnel::load(settings, &instance.id) {
+        if crate::tunnel::terminate(&record) {
+            printer.info(format!(
+                "Stopped the tunnel to `{name}` (ssh PID {}).",
+                record.pid
+            ));
+        }
+        crate::tunnel::remove(settings, &instance.id);
+    }
     let mut status = InstanceStatus::Terminating;
     if !args.no_wait {
         let spinner = printer.spinner(format!(

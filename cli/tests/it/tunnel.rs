@@ -138,6 +138,39 @@ fn a_stale_record_never_blocks_a_new_tunnel_and_its_pid_is_never_signalled() {
 }
 
 #[test]
+fn stopping_the_instance_ends_its_tunnel() {
+    if !have_sshd() {
+        return;
+    }
+    let world = SshWorld::new();
+    let _sshd = world.sshd();
+    let output = world.context.run(&["tunnel", "start", "--json"]);
+    assert!(output.status.success(), "{}", render(&output));
+    let record: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let pid = record["pid"].as_u64().unwrap();
+    let output = world
+        .context
+        .command(&["stop", "-y"])
+        .env("SOONG_WAIT_SCALE", "0.1")
+        .output()
+        .unwrap();
+    let text = render(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("Stopped the tunnel"), "{text}");
+    assert!(!alive(pid));
+    // The daemon's last status was read through the tunnel for the history.
+    let output = world.context.run(&["history", "--json"]);
+    let history: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let stop = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "terminate")
+        .unwrap();
+    assert!(stop["lease_deadline"].is_i64(), "{history}");
+}
+
+#[test]
 fn a_wrong_host_key_leaves_no_tunnel_behind() {
     if !have_sshd() {
         return;
