@@ -38,7 +38,12 @@ pub async fn run(
     if let Some(worker) = &settings.config.worker
         && let (Some(url), Some(admin)) = (worker.url(), worker.admin_token.as_ref())
     {
-        match worker_events(url, admin.expose(), since).await {
+        let read = async {
+            let mut found = worker_events(url, admin.expose(), since).await?;
+            found.extend(worker_heartbeats(url, admin.expose()).await?);
+            anyhow::Ok(found)
+        };
+        match read.await {
             Ok(events) => entries.extend(events),
             Err(error) => {
                 printer.warn(format!(
@@ -187,6 +192,44 @@ async fn worker_events(url: &str, admin_token: &str, since: i64) -> anyhow::Resu
         }
     }
     Ok(entries)
+}
+
+/// The daemons' own terminations (idle timeout, lease, hard timeout) as the
+/// worker last heard of them: a heartbeat in state `terminating` (the
+/// daemon sends one just before its terminate call). Heartbeats live 48 h
+/// in the worker.
+async fn worker_heartbeats(url: &str, admin_token: &str) -> anyhow::Result<Vec<Entry>> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let page: serde_json::Value = http
+        .get(format!("{}/instances", url.trim_end_matches('/')))
+        .bearer_auth(admin_token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(page["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|hb| hb["state"] == "terminating")
+        .filter_map(|hb| {
+            let at = OffsetDateTime::parse(
+                hb["sent_at"].as_str()?,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok()?
+            .unix_timestamp();
+            Some(Entry {
+                instance_name: hb["instance_name"].as_str().map(str::to_owned),
+                reason: hb["shutdown_reason"].as_str().map(str::to_owned),
+                source: Some("worker".to_owned()),
+                ..Entry::new(at, Kind::Terminate, hb["instance_id"].as_str()?)
+            })
+        })
+        .collect())
 }
 
 /// A worker event as a log entry: its terminations (`watchdog_terminate`).

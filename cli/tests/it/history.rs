@@ -130,12 +130,13 @@ fn history_over_simulated_days_splits_cost_at_midnight_and_charts_it() {
     assert!(text.contains("The cost controls saved $8.00"), "{text}");
 }
 
-/// A worker that answers `GET /events` once, with one termination of `c`,
-/// and hands back the request line and headers it got.
-fn fake_worker(ts: &str) -> (String, std::thread::JoinHandle<String>) {
+/// A worker that answers `GET /events` (one termination of `c`) and
+/// `GET /instances` (`d`'s daemon's final heartbeat), and hands back the
+/// request heads it got.
+fn fake_worker(ts: &str, d_sent_at: &str) -> (String, std::thread::JoinHandle<String>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let body = serde_json::json!({
+    let events = serde_json::json!({
         "events": [{
             "id": "ev:1", "ts": ts, "type": "watchdog_terminate", "source": "watchdog",
             "instance_id": "c", "instance_name": "soong-c", "reason": "stale_heartbeat",
@@ -144,26 +145,43 @@ fn fake_worker(ts: &str) -> (String, std::thread::JoinHandle<String>) {
         "cursor": null
     })
     .to_string();
+    let instances = serde_json::json!({
+        "instances": [{
+            "instance_id": "d", "instance_name": "soong-d", "sent_at": d_sent_at,
+            "state": "terminating", "shutdown_at": d_sent_at, "shutdown_reason": "idle_timeout",
+            "terminate_error": null, "received_at": d_sent_at, "heartbeat_age_seconds": 60
+        }]
+    })
+    .to_string();
     let handle = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut request = String::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" || line.is_empty() {
-                break;
+        let mut requests = String::new();
+        for _ in 0..2 {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut request = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                request.push_str(&line);
             }
-            request.push_str(&line);
+            let body = if request.starts_with("GET /instances") {
+                &instances
+            } else {
+                &events
+            };
+            let mut stream = reader.into_inner();
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            requests.push_str(&request);
         }
-        let mut stream = reader.into_inner();
-        write!(
-            stream,
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        request
+        requests
     });
     (url, handle)
 }
@@ -172,12 +190,21 @@ fn fake_worker(ts: &str) -> (String, std::thread::JoinHandle<String>) {
 fn the_workers_terminations_join_the_local_log() {
     let context = TestContext::new(Some("valid.yaml"));
     let day = simulated_days(&context);
-    let ended = time::OffsetDateTime::from_unix_timestamp(day + 32 * 3600).unwrap();
-    let (url, worker) = fake_worker(
-        &ended
+    let rfc3339 = |at: i64| {
+        time::OffsetDateTime::from_unix_timestamp(at)
+            .unwrap()
             .format(&time::format_description::well_known::Rfc3339)
-            .unwrap(),
+            .unwrap()
+    };
+    // `d` ran yesterday 16:00 to 17:00 (its lease allowed until 20:00).
+    let mut log = std::fs::read_to_string(history_file(&context)).unwrap();
+    log.push_str(
+        &serde_json::json!({"at": day + 40 * 3600, "event": "launch", "instance_id": "d", "instance_name": "soong-d", "price_cents_per_hour": 100, "lease_deadline": day + 44 * 3600})
+            .to_string(),
     );
+    log.push('\n');
+    std::fs::write(history_file(&context), log).unwrap();
+    let (url, worker) = fake_worker(&rfc3339(day + 32 * 3600), &rfc3339(day + 41 * 3600));
     let mut config = std::fs::read_to_string(&context.config).unwrap();
     config.push_str("worker:\n  url: ");
     config.push_str(&url);
@@ -188,6 +215,7 @@ fn the_workers_terminations_join_the_local_log() {
     assert!(output.status.success(), "{text}");
     let request = worker.join().unwrap();
     assert!(request.starts_with("GET /events?since="), "{request}");
+    assert!(request.contains("GET /instances "), "{request}");
     assert!(
         request
             .to_ascii_lowercase()
@@ -199,4 +227,9 @@ fn the_workers_terminations_join_the_local_log() {
     assert_eq!(c["end_reason"], "watchdog:stale_heartbeat", "{history}");
     assert_eq!(c["duration_seconds"], 2 * 3600);
     assert_eq!(c["saved_seconds"], 2 * 3600);
+    // The daemon's own termination, from its last heartbeat.
+    let d = &history["instances"][3];
+    assert_eq!(d["end_reason"], "idle_timeout", "{history}");
+    assert_eq!(d["duration_seconds"], 3600);
+    assert_eq!(d["saved_seconds"], 3 * 3600);
 }
