@@ -279,3 +279,151 @@ fn completions_are_generated_without_a_config() {
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("_soong()"));
 }
+
+#[test]
+fn ssh_tunnel_dashboard_history_worker_help() {
+    let context = TestContext::new(None);
+    soong_snapshot!(context, ["ssh", "--help"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        Log in to an instance (or run a command there) with the system `ssh`, checking its pinned host key
+
+        Usage: soong ssh [OPTIONS] [-- <CMD>...]
+
+        Arguments:
+          [CMD]...  The command to run instead of a login shell, after `--` (e.g. `soong ssh -- nvidia-smi`); its exit status is soong's
+
+        Options:
+              --json                Print machine-readable JSON on stdout
+          -y, --yes                 Answer yes to every question; needed when stdin is not a terminal
+              --instance <ID|NAME>  The instance to act on, by id or name
+              --config <PATH>       The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
+              --no-color            Never colour the output (also `NO_COLOR`)
+          -v, --verbose             Say more (each API step)
+          -q, --quiet               Say only what was asked for, warnings and errors
+          -h, --help                Print help
+          -V, --version             Print version
+
+        ----- stderr -----
+    "#);
+    soong_snapshot!(context, ["tunnel", "--help"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        Forward SGLang, n8n and the daemon to local ports over SSH, in the background, until `soong tunnel stop`
+
+        Usage: soong tunnel [OPTIONS] [COMMAND]
+
+        Commands:
+          start   Start the tunnel (in the background; one per instance)
+          stop    Stop the tunnel soong started (only that ssh process)
+          status  Show the tunnels and whether each forward answers
+          help    Print this message or the help of the given subcommand(s)
+
+        Options:
+              --sglang-port <PORT>  The local port for SGLang (the instance's 8000) [default: 8000, or a free one when busy]
+              --n8n-port <PORT>     The local port for n8n (the instance's 5678) [default: 5678, or a free one when busy]
+              --status-port <PORT>  The local port for the soong daemon (the instance's `status_daemon.port`) [default: that port, or a free one when busy]
+              --json                Print machine-readable JSON on stdout
+          -y, --yes                 Answer yes to every question; needed when stdin is not a terminal
+              --instance <ID|NAME>  The instance to act on, by id or name
+              --config <PATH>       The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
+              --no-color            Never colour the output (also `NO_COLOR`)
+          -v, --verbose             Say more (each API step)
+          -q, --quiet               Say only what was asked for, warnings and errors
+          -h, --help                Print help
+          -V, --version             Print version
+
+        ----- stderr -----
+    "#);
+    soong_snapshot!(context, ["dashboard", "--help"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        Open the daemon's dashboard in the browser (through the tunnel, which it starts if needed), or print its URL
+
+        Usage: soong dashboard [OPTIONS]
+
+        Options:
+              --print               Print the URL (it holds the token) instead of opening a browser
+              --json                Print machine-readable JSON on stdout
+          -y, --yes                 Answer yes to every question; needed when stdin is not a terminal
+              --instance <ID|NAME>  The instance to act on, by id or name
+              --config <PATH>       The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
+              --no-color            Never colour the output (also `NO_COLOR`)
+          -v, --verbose             Say more (each API step)
+          -q, --quiet               Say only what was asked for, warnings and errors
+          -h, --help                Print help
+          -V, --version             Print version
+
+        ----- stderr -----
+    "#);
+    soong_snapshot!(context, ["history", "--help"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        Launches, extensions and terminations with duration and cost, totals per day, and what the cost controls saved
+
+        Usage: soong history [OPTIONS]
+
+        Options:
+              --days <DAYS>         How many days back, today included [default: 7]
+              --json                Print machine-readable JSON on stdout
+          -y, --yes                 Answer yes to every question; needed when stdin is not a terminal
+              --instance <ID|NAME>  The instance to act on, by id or name
+              --config <PATH>       The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
+              --no-color            Never colour the output (also `NO_COLOR`)
+          -v, --verbose             Say more (each API step)
+          -q, --quiet               Say only what was asked for, warnings and errors
+          -h, --help                Print help
+          -V, --version             Print version
+
+        ----- stderr -----
+    "#);
+    soong_snapshot!(context, ["worker", "--help"], @r#"
+        success: true
+        exit_code: 0
+        ----- stdout -----
+        The watchdog worker on Cloudflare: deploy it (KV, cron, secrets), check it, follow its log, or remove all of it
+
+        Usage: soong worker [OPTIONS] <COMMAND>
+
+        Commands:
+          deploy   Deploy (or update) the worker with its KV namespace, cron and secrets
+          status   Whether the worker answers, and its deployments
+          logs     Follow the worker's log (`wrangler tail`)
+          destroy  Remove the worker, its cron trigger, its secrets and its KV namespace
+          help     Print this message or the help of the given subcommand(s)
+
+        Options:
+              --json                Print machine-readable JSON on stdout
+          -y, --yes                 Answer yes to every question; needed when stdin is not a terminal
+              --instance <ID|NAME>  The instance to act on, by id or name
+              --config <PATH>       The config file [default: ~/.config/gpu-dashboard/config.yaml] [env: SOONG_CONFIG]
+              --no-color            Never colour the output (also `NO_COLOR`)
+          -v, --verbose             Say more (each API step)
+          -q, --quiet               Say only what was asked for, warnings and errors
+          -h, --help                Print help
+          -V, --version             Print version
+
+        ----- stderr -----
+    "#);
+}
+
+#[test]
+fn a_remote_command_needs_the_double_dash() {
+    let context = TestContext::new(None);
+    soong_snapshot!(context, ["ssh", "nvidia-smi"], @r#"
+        success: false
+        exit_code: 2
+        ----- stdout -----
+
+        ----- stderr -----
+        error: unexpected argument 'nvidia-smi' found
+
+        Usage: soong ssh [OPTIONS] [-- <CMD>...]
+
+        For more information, try '--help'.
+    "#);
+}
