@@ -198,6 +198,19 @@ pub fn bind(path: &Path, name: &str, pattern: &str) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// Forgets the instance `name` (it was never launched, or is terminated).
+pub fn unpin(path: &Path, name: &str) -> std::io::Result<()> {
+    let mut known = KnownHosts::load(path)?;
+    let before = known.lines.len();
+    known
+        .lines
+        .retain(|line| hosts_of(line).is_none_or(|hosts| !hosts.split(',').any(|h| h == name)));
+    if known.lines.len() == before {
+        return Ok(());
+    }
+    known.save(path)
+}
+
 /// The public key pinned for the instance `name`.
 pub fn pinned(path: &Path, name: &str) -> Option<String> {
     let known = KnownHosts::load(path).ok()?;
@@ -527,6 +540,11 @@ mod tests {
             "soong-a ssh-ed25519 AAAAa a\nsoong-b,10.0.0.1 ssh-ed25519 AAAAb b\n"
         );
         assert!(!bind(&file, "soong-c", "10.0.0.2").unwrap());
+        unpin(&file, "soong-a").unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            "soong-b,10.0.0.1 ssh-ed25519 AAAAb b\n"
+        );
         assert_eq!(
             pinned(&file, "soong-b").as_deref(),
             Some("ssh-ed25519 AAAAb b")

@@ -274,7 +274,14 @@ pub async fn start(
             known_hosts.display()
         )
     })?;
-    let id = launch(printer, settings, &client, &request).await?;
+    let id = match launch(printer, settings, &client, &request).await {
+        Ok(id) => id,
+        Err(error) => {
+            // Nothing was launched under this name: forget its key.
+            let _ = ssh::unpin(&known_hosts, &plan.name);
+            return Err(error);
+        }
+    };
     crate::history::record(
         printer,
         settings,

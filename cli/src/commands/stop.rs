@@ -126,6 +126,11 @@ pub async fn run(
                 .into());
         }
     }
+    if status == InstanceStatus::Terminated {
+        // Its host key will never be presented again; Lambda may give its
+        // address to another instance.
+        let _ = crate::ssh::unpin(&crate::ssh::known_hosts_path(settings), &name);
+    }
     if printer.json() {
         printer.json_value(&json!({"id": instance.id, "name": name, "status": status.as_str()}));
     } else if status == InstanceStatus::Terminated {

@@ -158,6 +158,9 @@ fn stopping_the_instance_ends_its_tunnel() {
     assert!(output.status.success(), "{text}");
     assert!(text.contains("Stopped the tunnel"), "{text}");
     assert!(!alive(pid));
+    // A terminated instance's key is forgotten: its address may be reused.
+    let known = std::fs::read_to_string(world.known_hosts()).unwrap();
+    assert!(!known.contains(&world.ip), "{known}");
     // The daemon's last status was read through the tunnel for the history.
     let output = world.context.run(&["history", "--json"]);
     let history: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
