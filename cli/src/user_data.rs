@@ -315,6 +315,60 @@ mod tests {
     }
 
     #[test]
+    fn host_key_variables_match_the_cloud_init_templates_patterns() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../cloud-init/variables.json"
+        ))
+        .unwrap();
+        let variables: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let pattern = |name: &str| {
+            variables["variables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == name)
+                .and_then(|v| v["pattern"].as_str())
+                .unwrap_or_else(|| panic!("cloud-init/variables.json has no `{name}`"))
+                .to_owned()
+        };
+        // The checks below implement these patterns; a changed pattern
+        // needs a look at them.
+        assert_eq!(
+            pattern("ssh_host_ed25519_private_b64"),
+            "^[A-Za-z0-9+/]+={0,2}$"
+        );
+        assert_eq!(
+            pattern("ssh_host_ed25519_public"),
+            "^ssh-ed25519 [A-Za-z0-9+/]+={0,2}( [A-Za-z0-9@._-]+)?$"
+        );
+        let base64 = |text: &str| {
+            let body = text.trim_end_matches('=');
+            !body.is_empty()
+                && text.len() - body.len() <= 2
+                && body
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+        };
+        let key = crate::ssh::generate_host_key("soong-llama-3.1-8b-1a2b3c").unwrap();
+        let [(private_name, private), (public_name, public)] = host_key_variables(&key);
+        assert_eq!(private_name, "ssh_host_ed25519_private_b64");
+        assert!(base64(private.expose()), "{}", private.expose());
+        assert_eq!(public_name, "ssh_host_ed25519_public");
+        let mut parts = public.expose().split(' ');
+        assert_eq!(parts.next(), Some("ssh-ed25519"));
+        assert!(base64(parts.next().unwrap()));
+        let comment = parts.next().unwrap();
+        assert!(
+            comment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "@._-".contains(c)),
+            "{comment}"
+        );
+        assert_eq!(parts.next(), None);
+    }
+
+    #[test]
     fn masked_user_data_holds_no_secret() {
         let key = crate::ssh::generate_host_key("soong-test-abcdef").unwrap();
         let text = render(&config(), &Secrets::masked(true, Some(&key))).unwrap();
