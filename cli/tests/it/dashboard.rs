@@ -6,7 +6,7 @@ use std::io::{Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 
 use crate::common::{TestContext, render};
-use crate::ssh::{SshWorld, have_sshd};
+use crate::ssh::{SshWorld, require_sshd};
 
 const TOKEN: &str = "test-daemon-token-0123456789abcdef";
 
@@ -87,9 +87,7 @@ fn the_browser_gets_a_private_page_not_the_token_on_its_command_line() {
 
 #[test]
 fn over_ssh_the_dashboard_goes_through_a_tunnel_it_starts() {
-    if !have_sshd() {
-        return;
-    }
+    require_sshd();
     let world = SshWorld::new();
     let _sshd = world.sshd();
     let output = world.context.run(&["dashboard", "--print", "--json"]);

@@ -25,13 +25,13 @@ impl Drop for Sshd {
     }
 }
 
-/// Whether this machine can run the tests that need sshd.
-pub fn have_sshd() -> bool {
-    if Path::new(SSHD).exists() {
-        return true;
-    }
-    eprintln!("SKIPPED: {SSHD} is missing (apt-get install openssh-server)");
-    false
+/// The tests that need sshd fail, loudly, where it is missing: a skipped
+/// test would read as a passed one.
+pub fn require_sshd() {
+    assert!(
+        Path::new(SSHD).exists(),
+        "{SSHD} is missing: `apt-get install openssh-server` (scripts/test installs it)"
+    );
 }
 
 fn current_user() -> String {
@@ -236,9 +236,7 @@ const TOKEN: &str = "test-daemon-token-0123456789abcdef";
 
 #[test]
 fn start_pins_the_generated_host_key_in_a_private_known_hosts() {
-    if !have_sshd() {
-        return;
-    }
+    require_sshd();
     let world = SshWorld::new();
     let text = std::fs::read_to_string(world.known_hosts()).unwrap();
     let mode = std::fs::metadata(world.known_hosts())
@@ -269,9 +267,7 @@ fn start_pins_the_generated_host_key_in_a_private_known_hosts() {
 
 #[test]
 fn ssh_runs_commands_with_the_pinned_key_and_passes_their_exit_status() {
-    if !have_sshd() {
-        return;
-    }
+    require_sshd();
     let world = SshWorld::new();
     let _sshd = world.sshd();
     let output = world
@@ -288,9 +284,7 @@ fn ssh_runs_commands_with_the_pinned_key_and_passes_their_exit_status() {
 
 #[test]
 fn ssh_refuses_a_machine_with_another_host_key() {
-    if !have_sshd() {
-        return;
-    }
+    require_sshd();
     let world = SshWorld::new();
     let _sshd = world.impostor();
     let output = world.context.run(&["ssh", "--", "true"]);
@@ -312,9 +306,7 @@ fn ssh_refuses_a_machine_with_another_host_key() {
 
 #[test]
 fn status_and_extend_reach_the_daemon_through_ssh_without_the_token_on_a_command_line() {
-    if !have_sshd() {
-        return;
-    }
+    require_sshd();
     let world = SshWorld::new();
     let _sshd = world.sshd();
     let (output, seen) = watching_command_lines(TOKEN, || world.context.run(&["status", "--json"]));
@@ -332,9 +324,7 @@ fn status_and_extend_reach_the_daemon_through_ssh_without_the_token_on_a_command
 
 #[test]
 fn start_waits_for_the_daemon_over_ssh_by_default() {
-    if !have_sshd() {
-        return;
-    }
+    require_sshd();
     let (context, ssh_port, client_public) = ssh_context();
     let child = context
         .command(&["start", "-y", "--model", "llama-3.1-8b"])

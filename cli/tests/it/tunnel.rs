@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::render;
-use crate::ssh::{SshWorld, all_command_lines, have_sshd};
+use crate::ssh::{SshWorld, all_command_lines, require_sshd};
 
 const TOKEN: &str = "test-daemon-token-0123456789abcdef";
 
@@ -27,9 +27,7 @@ fn alive(pid: u64) -> bool {
 
 #[test]
 fn a_tunnel_forwards_the_daemon_and_stop_ends_exactly_its_own_ssh() {
-    if !have_sshd() {
-        return;
-    }
+    require_sshd();
     let world = SshWorld::new();
     let sshd = world.sshd();
     let status_port = free_port();
@@ -86,9 +84,7 @@ fn a_tunnel_forwards_the_daemon_and_stop_ends_exactly_its_own_ssh() {
 
 #[test]
 fn a_stale_record_never_blocks_a_new_tunnel_and_its_pid_is_never_signalled() {
-    if !have_sshd() {
-        return;
-    }
+    require_sshd();
     let world = SshWorld::new();
     let _sshd = world.sshd();
     // A record whose PID now belongs to some other process.
@@ -139,9 +135,7 @@ fn a_stale_record_never_blocks_a_new_tunnel_and_its_pid_is_never_signalled() {
 
 #[test]
 fn stopping_the_instance_ends_its_tunnel() {
-    if !have_sshd() {
-        return;
-    }
+    require_sshd();
     let world = SshWorld::new();
     let _sshd = world.sshd();
     let output = world.context.run(&["tunnel", "start", "--json"]);
@@ -175,9 +169,7 @@ fn stopping_the_instance_ends_its_tunnel() {
 
 #[test]
 fn a_wrong_host_key_leaves_no_tunnel_behind() {
-    if !have_sshd() {
-        return;
-    }
+    require_sshd();
     let world = SshWorld::new();
     let _sshd = world.impostor();
     let output = world.context.run(&["tunnel", "start"]);
