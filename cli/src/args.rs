@@ -143,6 +143,19 @@ pub struct StartArgs {
     /// Print the launch request and user-data (secrets masked) and launch nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// How the instance is set up: by its user-data at first boot, or by `ansible-playbook` over SSH once it is up
+    #[arg(long, value_name = "HOW", value_enum, default_value_t = Provision::CloudInit)]
+    pub provision: Provision,
+}
+
+/// `soong start --provision`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Provision {
+    // The full user-data of `cloud-init/user-data.yaml.tmpl`.
+    #[default]
+    CloudInit,
+    // Only the pinned host key in the user-data; `ansible/` over SSH after boot.
+    Ansible,
 }
 
 /// `soong configure`.

@@ -6,6 +6,7 @@
 //! subcommand, [`output`] owns every byte printed, [`exit`] maps failures to
 //! statuses and reports them.
 
+pub mod ansible;
 pub mod args;
 pub mod commands;
 pub mod daemon_client;

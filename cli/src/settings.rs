@@ -73,6 +73,58 @@ pub struct ConfigFile {
     /// Models beyond the built-in ones, by id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom_models: BTreeMap<String, CustomModel>,
+    /// What an instance is provisioned with (DESIGN.md §3.5).
+    #[serde(default, skip_serializing_if = "ProvisionSection::is_empty")]
+    pub provision: ProvisionSection,
+}
+
+/// `provision:`: what the user-data (or the Ansible playbook) installs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionSection {
+    /// Where instances download `soong-daemon` [default: the release's,
+    /// when this build was given `SOONG_DAEMON_URL`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon_binary_url: Option<String>,
+    /// The binary's pinned sha256, 64 lowercase hex digits [default: the
+    /// release's, when this build was given `SOONG_DAEMON_SHA256`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon_binary_sha256: Option<String>,
+    /// The SGLang release installed [default: `DEFAULT_SGLANG_VERSION`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sglang_version: Option<String>,
+    /// The n8n release run [default: `DEFAULT_N8N_VERSION`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n8n_version: Option<String>,
+    /// A Hugging Face token, for gated models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf_token: Option<Secret>,
+}
+
+impl ProvisionSection {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// The daemon binary's URL and sha256: the config's, else this build's
+    /// (`SOONG_DAEMON_URL`, `SOONG_DAEMON_SHA256` at compile time).
+    pub fn daemon_binary(&self) -> (Option<&str>, Option<&str>) {
+        fn pick<'a>(value: Option<&'a str>, built: Option<&'static str>) -> Option<&'a str> {
+            value
+                .filter(|v| !v.is_empty())
+                .or(built.filter(|v| !v.is_empty()))
+        }
+        (
+            pick(
+                self.daemon_binary_url.as_deref(),
+                option_env!("SOONG_DAEMON_URL"),
+            ),
+            pick(
+                self.daemon_binary_sha256.as_deref(),
+                option_env!("SOONG_DAEMON_SHA256"),
+            ),
+        )
+    }
 }
 
 /// `lambda:`.

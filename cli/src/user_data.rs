@@ -1,80 +1,56 @@
-//! The cloud-init user-data sent at launch, rendered in one function.
-//!
-//! This is the minimal form: a `#cloud-config` that writes the daemon's
-//! config and its secrets (0600, root), sets the SSH host key the CLI
-//! generated (cloud-init's `ssh_keys:`, after deleting the image's keys) and
-//! starts the daemon's unit. The full template of DESIGN.md §3.5
-//! (installing the daemon binary from a pinned URL, SGLang and n8n units)
-//! lives in `cloud-init/`; [`host_key_variables`] gives its host-key
-//! variables, and it will replace the body of [`render`] and keep its
-//! signature.
+//! The cloud-init user-data sent at launch: `cloud-init/user-data.yaml.tmpl`
+//! (DESIGN.md §3.5), compiled in and rendered here, with the variable
+//! contract of `cloud-init/variables.json` (also compiled in): every
+//! `{{name}}` is replaced verbatim by a value that must match its pattern,
+//! `*_b64` values are standard padded base64, and no placeholder may be
+//! left over.
 //!
 //! The same module reads the user-data back ([`extract`]), which is what
-//! `soong demo` does to run a real daemon for each simulated instance.
+//! `soong demo` does to run a real daemon for each simulated instance, and
+//! renders the tiny user-data of `--provision ansible` ([`render_host_key_only`]),
+//! which only pins the host key.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use base64::Engine as _;
+use serde::Deserialize;
 use soong_protocol::config::{DaemonConfig, Secret};
 
 use crate::ssh::HostKey;
 
+/// The template, `cloud-init/user-data.yaml.tmpl`.
+pub const TEMPLATE: &str = include_str!("../../cloud-init/user-data.yaml.tmpl");
+/// Its variables, `cloud-init/variables.json`.
+pub const VARIABLES_JSON: &str = include_str!("../../cloud-init/variables.json");
+
 /// Where the daemon's config goes on the instance.
 pub const DAEMON_CONFIG_PATH: &str = "/etc/soong/daemon.yaml";
-/// The daemon API's bearer token on the instance.
-pub const TOKEN_PATH: &str = "/etc/soong/token";
-/// The Lambda API key on the instance (the daemon terminates itself with it).
-pub const API_KEY_PATH: &str = "/etc/soong/lambda-api-key";
-/// The instance's heartbeat token for the watchdog worker.
-pub const WORKER_TOKEN_PATH: &str = "/etc/soong/worker-token";
-/// The daemon's systemd unit.
-pub const UNIT_PATH: &str = "/etc/systemd/system/soong-daemon.service";
+/// Where systemd hands the unit its credentials (`LoadCredential=`).
+pub const CREDENTIALS_DIR: &str = "/run/credentials/soong-daemon.service";
+/// The daemon API's bearer token, as the daemon reads it.
+pub const TOKEN_PATH: &str = "/run/credentials/soong-daemon.service/token";
+/// The Lambda API key, as the daemon reads it.
+pub const API_KEY_PATH: &str = "/run/credentials/soong-daemon.service/lambda-api-key";
+/// The heartbeat token, as the daemon reads it.
+pub const WORKER_TOKEN_PATH: &str = "/run/credentials/soong-daemon.service/worker-token";
+/// The files the template writes the secrets to (then loaded as credentials).
+const TOKEN_FILE: &str = "/etc/soong/credentials/token";
+const API_KEY_FILE: &str = "/etc/soong/credentials/lambda-api-key";
+const WORKER_TOKEN_FILE: &str = "/etc/soong/credentials/worker-token";
+const HOST_KEY_FILE: &str = "/etc/ssh/ssh_host_ed25519_key";
 /// What a masked secret looks like in `--dry-run` output.
 pub const MASK: &str = "********";
+/// What `--dry-run` shows for a daemon binary URL or sha256 not configured.
+pub const UNSET: &str = "<unset>";
 
-const UNIT: &str = "[Unit]
-Description=soong cost guard: idle timeout, lease and hard deadline
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-Type=notify
-ExecStart=/usr/local/bin/soong-daemon --config /etc/soong/daemon.yaml
-Restart=always
-RestartSec=2
-WatchdogSec=30
-
-[Install]
-WantedBy=multi-user.target
-";
-
-#[derive(Debug, Serialize, Deserialize)]
-struct CloudConfig {
-    /// Remove the image's host keys before writing ours.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ssh_deletekeys: Option<bool>,
-    /// Generate no other host key types.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ssh_genkeytypes: Option<Vec<String>>,
-    /// `ed25519_private` / `ed25519_public`: the pinned host key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ssh_keys: Option<std::collections::BTreeMap<String, String>>,
-    write_files: Vec<WriteFile>,
-    #[serde(default)]
-    runcmd: Vec<Vec<String>>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct WriteFile {
-    path: String,
-    #[serde(default)]
-    permissions: Option<String>,
-    #[serde(default)]
-    owner: Option<String>,
-    content: String,
-}
+/// The SGLang release installed unless `provision.sglang_version` says
+/// otherwise (the Ansible role's default too).
+pub const DEFAULT_SGLANG_VERSION: &str = "0.4.6.post5";
+/// The n8n release run unless `provision.n8n_version` says otherwise.
+pub const DEFAULT_N8N_VERSION: &str = "1.94.1";
 
 /// The secrets that travel in the user-data.
 #[derive(Debug, Clone)]
@@ -86,35 +62,124 @@ pub struct Secrets {
     /// This instance's heartbeat token, when a worker is configured.
     pub worker_token: Option<Secret>,
     /// The instance's SSH host key pair (DESIGN.md §3.5).
-    pub host_key: Option<HostKey>,
+    pub host_key: HostKey,
+    /// A Hugging Face token for gated models.
+    pub hf_token: Option<Secret>,
 }
 
-impl Secrets {
-    /// Placeholders, for `--dry-run`; the public host key is no secret.
-    pub fn masked(worker: bool, host_key: Option<&HostKey>) -> Self {
-        Self {
-            token: Secret::new(MASK),
-            api_key: Secret::new(MASK),
-            worker_token: worker.then(|| Secret::new(MASK)),
-            host_key: host_key.map(|key| HostKey {
-                private_openssh: Secret::new(MASK),
-                public: key.public.clone(),
-            }),
-        }
+/// The model SGLang serves.
+#[derive(Debug, Clone)]
+pub struct ModelVariables {
+    /// Its id in soong's registry.
+    pub id: String,
+    /// The Hugging Face repository.
+    pub hf_path: String,
+    /// SGLang's `--quantization`, empty for none.
+    pub quantization: String,
+    /// SGLang's `--tp-size`.
+    pub tensor_parallel_size: u32,
+    /// SGLang's `--context-length`.
+    pub context_length: u32,
+    /// SGLang's `--served-model-name`.
+    pub served_name: String,
+}
+
+/// The pinned `soong-daemon` binary.
+#[derive(Debug, Clone)]
+pub struct DaemonBinary {
+    /// Where the instance downloads it.
+    pub url: String,
+    /// Its sha256.
+    pub sha256: String,
+}
+
+/// Everything the template needs.
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    /// The daemon config; it names its secrets by file ([`TOKEN_PATH`],
+    /// [`API_KEY_PATH`], [`WORKER_TOKEN_PATH`]).
+    pub config: &'a DaemonConfig,
+    /// The secrets.
+    pub secrets: &'a Secrets,
+    /// The daemon binary; `None` only for `--dry-run` ([`UNSET`] is shown).
+    pub daemon_binary: Option<&'a DaemonBinary>,
+    /// The login user SGLang and n8n run as.
+    pub service_user: &'a str,
+    /// The model.
+    pub model: &'a ModelVariables,
+    /// The pinned SGLang release.
+    pub sglang_version: &'a str,
+    /// The pinned n8n release.
+    pub n8n_version: &'a str,
+    /// The persistent filesystem's mount point.
+    pub filesystem_mount_path: &'a str,
+}
+
+/// Why the user-data could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A value that breaks its variable's pattern (a secret's value is
+    /// never shown).
+    #[error("the user-data variable `{name}` must match `{pattern}`, and {shown} does not")]
+    Invalid {
+        /// The variable.
+        name: String,
+        /// Its pattern.
+        pattern: String,
+        /// The value, or `its value` for a secret.
+        shown: String,
+    },
+    /// A placeholder of the template that nothing supplied.
+    #[error("the user-data template still has `{{{{{0}}}}}` after rendering")]
+    Leftover(String),
+    /// A value supplied for a name the template does not know.
+    #[error("`{0}` is not a variable of the user-data template")]
+    Unknown(String),
+    /// `variables.json` is malformed (a build problem).
+    #[error("cloud-init/variables.json cannot be read: {0}")]
+    Contract(String),
+    /// No daemon binary to install.
+    #[error("no soong-daemon binary to install")]
+    NoDaemonBinary,
+    /// The daemon config could not be written.
+    #[error("cannot write the daemon config: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+}
+
+/// One variable of the contract.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Variable {
+    /// Its name (`{{name}}` in the template).
+    pub name: String,
+    /// The regular expression its value must match.
+    pub pattern: String,
+    /// Whether its value is a secret.
+    pub secret: bool,
+}
+
+/// The variables of `cloud-init/variables.json`.
+pub fn contract() -> Result<Vec<Variable>, RenderError> {
+    #[derive(Deserialize)]
+    struct File {
+        variables: Vec<Variable>,
     }
+    serde_json::from_str::<File>(VARIABLES_JSON)
+        .map(|file| file.variables)
+        .map_err(|error| RenderError::Contract(error.to_string()))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// The host-key variables of `cloud-init/user-data.yaml.tmpl`
 /// (`cloud-init/README.md`): `ssh_host_ed25519_private_b64` (standard
 /// padded base64 of the OpenSSH private key) and `ssh_host_ed25519_public`.
 pub fn host_key_variables(key: &HostKey) -> [(&'static str, Secret); 2] {
-    use base64::Engine as _;
     [
         (
             "ssh_host_ed25519_private_b64",
-            Secret::new(
-                base64::engine::general_purpose::STANDARD.encode(key.private_openssh.expose()),
-            ),
+            Secret::new(b64(key.private_openssh.expose().as_bytes())),
         ),
         ("ssh_host_ed25519_public", Secret::new(key.public.clone())),
     ]
@@ -133,60 +198,170 @@ pub fn worker_token(worker_secret: &Secret, instance_name: &str) -> Secret {
     Secret::new(hex)
 }
 
-/// Renders the user-data. `config` must name its secrets by file
-/// ([`TOKEN_PATH`], [`API_KEY_PATH`]); the secrets themselves are written
-/// to those files, never into the config.
-pub fn render(config: &DaemonConfig, secrets: &Secrets) -> Result<String, serde_yaml::Error> {
-    let private = |path: &str, content: String| WriteFile {
-        path: path.to_owned(),
-        permissions: Some("0600".to_owned()),
-        owner: Some("root:root".to_owned()),
-        content,
+/// Every variable's value, by name (secrets as they go into the
+/// user-data: base64). `None` for the daemon binary when it is unset.
+pub fn variables(
+    inputs: &Inputs<'_>,
+) -> Result<BTreeMap<&'static str, Option<Secret>>, RenderError> {
+    let secrets = inputs.secrets;
+    let optional = |secret: Option<&Secret>| {
+        Secret::new(secret.map_or_else(String::new, |s| b64(s.expose().as_bytes())))
     };
-    let mut write_files = vec![
-        private(DAEMON_CONFIG_PATH, serde_yaml::to_string(config)?),
-        private(TOKEN_PATH, secrets.token.expose().to_owned()),
-        private(API_KEY_PATH, secrets.api_key.expose().to_owned()),
-    ];
-    if let Some(worker_token) = &secrets.worker_token {
-        write_files.push(private(WORKER_TOKEN_PATH, worker_token.expose().to_owned()));
+    let plain = |text: &str| Some(Secret::new(text));
+    let model = inputs.model;
+    let mut values: BTreeMap<&'static str, Option<Secret>> = BTreeMap::new();
+    values.insert(
+        "daemon_config_b64",
+        plain(&b64(serde_yaml::to_string(inputs.config)?.as_bytes())),
+    );
+    values.insert(
+        "daemon_token_b64",
+        plain(&b64(secrets.token.expose().as_bytes())),
+    );
+    values.insert(
+        "lambda_api_key_b64",
+        plain(&b64(secrets.api_key.expose().as_bytes())),
+    );
+    values.insert(
+        "worker_token_b64",
+        Some(optional(secrets.worker_token.as_ref())),
+    );
+    values.insert(
+        "daemon_binary_url",
+        inputs.daemon_binary.map(|b| Secret::new(b.url.as_str())),
+    );
+    values.insert(
+        "daemon_binary_sha256",
+        inputs.daemon_binary.map(|b| Secret::new(b.sha256.as_str())),
+    );
+    for (name, value) in host_key_variables(&secrets.host_key) {
+        values.insert(name, Some(value));
     }
-    write_files.push(WriteFile {
-        path: UNIT_PATH.to_owned(),
-        permissions: Some("0644".to_owned()),
-        owner: Some("root:root".to_owned()),
-        content: UNIT.to_owned(),
-    });
-    let cloud = CloudConfig {
-        ssh_deletekeys: secrets.host_key.as_ref().map(|_| true),
-        ssh_genkeytypes: secrets.host_key.as_ref().map(|_| Vec::new()),
-        ssh_keys: secrets.host_key.as_ref().map(|key| {
-            [
-                (
-                    "ed25519_private".to_owned(),
-                    key.private_openssh.expose().to_owned(),
-                ),
-                ("ed25519_public".to_owned(), key.public.clone()),
-            ]
-            .into_iter()
-            .collect()
-        }),
-        write_files,
-        runcmd: vec![
-            vec!["systemctl".into(), "daemon-reload".into()],
-            vec![
-                "systemctl".into(),
-                "enable".into(),
-                "--now".into(),
-                "soong-daemon.service".into(),
-            ],
-        ],
-    };
-    Ok(format!(
-        "#cloud-config\n# Written by soong {} (the minimal form; see cloud-init/).\n{}",
-        env!("CARGO_PKG_VERSION"),
-        serde_yaml::to_string(&cloud)?
-    ))
+    values.insert("service_user", plain(inputs.service_user));
+    values.insert("model_id", plain(&model.id));
+    values.insert("model_hf_path", plain(&model.hf_path));
+    values.insert("model_quantization", plain(&model.quantization));
+    values.insert(
+        "model_tensor_parallel_size",
+        plain(&model.tensor_parallel_size.to_string()),
+    );
+    values.insert(
+        "model_context_length",
+        plain(&model.context_length.to_string()),
+    );
+    values.insert("model_served_name", plain(&model.served_name));
+    values.insert("hf_token_b64", Some(optional(secrets.hf_token.as_ref())));
+    values.insert("sglang_version", plain(inputs.sglang_version));
+    values.insert("n8n_version", plain(inputs.n8n_version));
+    values.insert("filesystem_mount_path", plain(inputs.filesystem_mount_path));
+    Ok(values)
+}
+
+/// Checks `value` against the pattern of variable `name`.
+pub fn check(name: &str, value: &Secret) -> Result<(), RenderError> {
+    let contract = contract()?;
+    let variable = contract
+        .iter()
+        .find(|v| v.name == name)
+        .ok_or_else(|| RenderError::Unknown(name.to_owned()))?;
+    check_variable(variable, value)
+}
+
+fn check_variable(variable: &Variable, value: &Secret) -> Result<(), RenderError> {
+    let pattern = regex::Regex::new(&variable.pattern)
+        .map_err(|error| RenderError::Contract(format!("`{}`: {error}", variable.name)))?;
+    if pattern.is_match(value.expose()) {
+        return Ok(());
+    }
+    Err(RenderError::Invalid {
+        name: variable.name.clone(),
+        pattern: variable.pattern.clone(),
+        shown: if variable.secret {
+            "its value (a secret, not shown)".to_owned()
+        } else {
+            format!("`{}`", value.expose())
+        },
+    })
+}
+
+/// Fills `template` in: every value is checked against its pattern (unset
+/// ones are shown as [`UNSET`] only when `masked`), secrets replaced by
+/// [`MASK`] when `masked`, and a placeholder left over is refused.
+fn fill(
+    template: &str,
+    values: &BTreeMap<&'static str, Option<Secret>>,
+    masked: bool,
+) -> Result<String, RenderError> {
+    let contract = contract()?;
+    let mut text = template.to_owned();
+    for (name, value) in values {
+        let variable = contract
+            .iter()
+            .find(|v| v.name == *name)
+            .ok_or_else(|| RenderError::Unknown((*name).to_owned()))?;
+        let shown = match value {
+            Some(value) => {
+                check_variable(variable, value)?;
+                if masked && variable.secret {
+                    MASK.to_owned()
+                } else {
+                    value.expose().to_owned()
+                }
+            }
+            None if masked => UNSET.to_owned(),
+            None => return Err(RenderError::NoDaemonBinary),
+        };
+        text = text.replace(&format!("{{{{{name}}}}}"), &shown);
+    }
+    if let Some(start) = text.find("{{") {
+        let rest = &text[start + 2..];
+        let name = rest.split("}}").next().unwrap_or(rest);
+        return Err(RenderError::Leftover(name.chars().take(64).collect()));
+    }
+    Ok(text)
+}
+
+/// Renders the user-data to launch with.
+pub fn render(inputs: &Inputs<'_>) -> Result<String, RenderError> {
+    fill(TEMPLATE, &variables(inputs)?, false)
+}
+
+/// The user-data as `--dry-run` shows it: secrets masked, an unset daemon
+/// binary shown as [`UNSET`]; every other value checked all the same.
+pub fn render_masked(inputs: &Inputs<'_>) -> Result<String, RenderError> {
+    fill(TEMPLATE, &variables(inputs)?, true)
+}
+
+/// The part of the template that pins the host key, for
+/// `--provision ansible`: the playbook installs the rest over SSH.
+const HOST_KEY_ONLY: &str = r#"#cloud-config
+# soong: --provision ansible. Only the pinned SSH host key (as in
+# cloud-init/user-data.yaml.tmpl); the playbook in ansible/ installs
+# soong-daemon, SGLang and n8n over SSH once the instance is up.
+ssh_deletekeys: false
+ssh_genkeytypes: [ed25519]
+bootcmd:
+  - [cloud-init-per, instance, soong-remove-image-host-keys, sh, -c, 'rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub']
+write_files:
+  - path: /etc/ssh/ssh_host_ed25519_key
+    owner: root:root
+    permissions: '0600'
+    encoding: b64
+    content: "{{ssh_host_ed25519_private_b64}}"
+  - path: /etc/ssh/ssh_host_ed25519_key.pub
+    owner: root:root
+    permissions: '0644'
+    content: |
+      {{ssh_host_ed25519_public}}
+"#;
+
+/// The user-data of `--provision ansible`: the pinned host key only.
+pub fn render_host_key_only(host_key: &HostKey, masked: bool) -> Result<String, RenderError> {
+    let values = host_key_variables(host_key)
+        .into_iter()
+        .map(|(name, value)| (name, Some(value)))
+        .collect();
+    fill(HOST_KEY_ONLY, &values, masked)
 }
 
 /// The daemon's config and secrets, read back from rendered user-data.
@@ -216,32 +391,61 @@ pub enum ExtractError {
     /// A file [`render`] always writes is absent.
     #[error("the user-data does not write `{0}`")]
     Missing(&'static str),
+    /// A `b64` file that is not base64, or not text.
+    #[error("the user-data's `{0}` is not base64 of UTF-8 text")]
+    Encoding(String),
 }
 
-/// Reads back what [`render`] wrote.
+#[derive(Debug, Deserialize)]
+struct CloudConfig {
+    #[serde(default)]
+    write_files: Vec<WriteFile>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WriteFile {
+    path: String,
+    #[serde(default)]
+    encoding: Option<String>,
+    #[serde(default)]
+    content: String,
+}
+
+impl WriteFile {
+    fn text(&self) -> Result<String, ExtractError> {
+        match self.encoding.as_deref() {
+            Some("b64" | "base64") => base64::engine::general_purpose::STANDARD
+                .decode(self.content.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| ExtractError::Encoding(self.path.clone())),
+            _ => Ok(self.content.clone()),
+        }
+    }
+}
+
+/// Reads back what [`render`] wrote, from the template's `write_files`.
 pub fn extract(user_data: &str) -> Result<Extracted, ExtractError> {
     if !user_data.starts_with("#cloud-config") {
         return Err(ExtractError::NotCloudConfig);
     }
     let cloud: CloudConfig = serde_yaml::from_str(user_data)?;
-    let file = |path: &'static str| {
+    let file = |path: &'static str| -> Result<Option<String>, ExtractError> {
         cloud
             .write_files
             .iter()
             .find(|f| f.path == path)
-            .map(|f| f.content.clone())
-            .ok_or(ExtractError::Missing(path))
+            .map(WriteFile::text)
+            .transpose()
     };
+    let required = |path: &'static str| file(path)?.ok_or(ExtractError::Missing(path));
+    let non_empty = |text: Option<String>| text.filter(|t| !t.is_empty()).map(Secret::new);
     Ok(Extracted {
-        config: file(DAEMON_CONFIG_PATH)?,
-        token: Secret::new(file(TOKEN_PATH)?),
-        api_key: Secret::new(file(API_KEY_PATH)?),
-        worker_token: file(WORKER_TOKEN_PATH).ok().map(Secret::new),
-        host_key: cloud
-            .ssh_keys
-            .as_ref()
-            .and_then(|keys| keys.get("ed25519_private"))
-            .map(|key| Secret::new(key.as_str())),
+        config: required(DAEMON_CONFIG_PATH)?,
+        token: Secret::new(required(TOKEN_FILE)?),
+        api_key: Secret::new(required(API_KEY_FILE)?),
+        worker_token: non_empty(file(WORKER_TOKEN_FILE)?),
+        host_key: non_empty(file(HOST_KEY_FILE)?),
     })
 }
 
@@ -263,11 +467,12 @@ pub fn secret_paths() -> (PathBuf, PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use soong_protocol::config::{InstanceConfig, LambdaConfig};
+    use soong_protocol::config::{InstanceConfig, LambdaConfig, WorkerConfig};
 
-    fn config() -> DaemonConfig {
-        let text = "lambda:\n  api_key_file: /etc/soong/lambda-api-key\ntoken_file: /etc/soong/token\ninstance:\n  name: soong-test-abcdef\n";
+    fn config(worker: bool) -> DaemonConfig {
+        let text = "lambda: {}\ninstance: {}\n";
         let mut config = DaemonConfig::parse(std::path::Path::new("t.yaml"), text).unwrap();
+        config.token_file = Some(TOKEN_PATH.into());
         config.lambda = LambdaConfig {
             api_url: "https://cloud.lambda.ai/api/v1".into(),
             api_key_file: Some(API_KEY_PATH.into()),
@@ -278,30 +483,152 @@ mod tests {
             name: Some("soong-test-abcdef".into()),
             launched_at: None,
         };
+        config.worker = worker.then(|| WorkerConfig {
+            url: "https://watchdog.example.workers.dev".into(),
+            token_file: Some(WORKER_TOKEN_PATH.into()),
+            token: None,
+            heartbeat_interval: soong_protocol::config::DEFAULT_HEARTBEAT_INTERVAL,
+        });
         config
     }
 
+    fn secrets(worker: bool, hf: bool) -> Secrets {
+        Secrets {
+            token: Secret::new("tok-0123456789"),
+            api_key: Secret::new("secret_lambda-key-9876"),
+            worker_token: worker.then(|| Secret::new("worker-tok-5555")),
+            host_key: crate::ssh::generate_host_key("soong-test-abcdef").unwrap(),
+            hf_token: hf.then(|| Secret::new("hf_gatedtoken4242")),
+        }
+    }
+
+    fn model() -> ModelVariables {
+        ModelVariables {
+            id: "llama-3.1-8b".into(),
+            hf_path: "meta-llama/Llama-3.1-8B-Instruct".into(),
+            quantization: String::new(),
+            tensor_parallel_size: 1,
+            context_length: 32768,
+            served_name: "llama-3.1-8b".into(),
+        }
+    }
+
+    fn binary() -> DaemonBinary {
+        DaemonBinary {
+            url: "https://example.com/soong-daemon".into(),
+            sha256: "ab".repeat(32),
+        }
+    }
+
+    fn inputs<'a>(
+        config: &'a DaemonConfig,
+        secrets: &'a Secrets,
+        model: &'a ModelVariables,
+        binary: Option<&'a DaemonBinary>,
+    ) -> Inputs<'a> {
+        Inputs {
+            config,
+            secrets,
+            daemon_binary: binary,
+            service_user: "ubuntu",
+            model,
+            sglang_version: DEFAULT_SGLANG_VERSION,
+            n8n_version: DEFAULT_N8N_VERSION,
+            filesystem_mount_path: "/lambda/nfs/coding-stack",
+        }
+    }
+
     #[test]
-    fn user_data_round_trips_and_the_daemon_config_checks() {
-        let secrets = Secrets {
-            token: Secret::new("tok"),
-            api_key: Secret::new("key"),
-            worker_token: None,
-            host_key: Some(crate::ssh::generate_host_key("soong-test-abcdef").unwrap()),
+    fn the_template_renders_parses_and_round_trips() {
+        for (worker, hf) in [(false, false), (true, true)] {
+            let config = config(worker);
+            let secrets = secrets(worker, hf);
+            let model = model();
+            let binary = binary();
+            let text = render(&inputs(&config, &secrets, &model, Some(&binary))).unwrap();
+            assert!(text.starts_with("#cloud-config\n"));
+            assert!(!text.contains("{{"));
+            let _: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+            let back = extract(&text).unwrap();
+            assert_eq!(back.token.expose(), "tok-0123456789");
+            assert_eq!(back.api_key.expose(), "secret_lambda-key-9876");
+            assert_eq!(
+                back.worker_token.as_ref().map(Secret::expose),
+                worker.then_some("worker-tok-5555")
+            );
+            assert_eq!(
+                back.host_key.unwrap().expose(),
+                secrets.host_key.private_openssh.expose()
+            );
+            let parsed =
+                DaemonConfig::parse(std::path::Path::new(DAEMON_CONFIG_PATH), &back.config)
+                    .unwrap();
+            assert!(parsed.check().is_empty(), "{:?}", parsed.check());
+            assert_eq!(parsed, config);
+            for secret in [
+                "tok-0123456789",
+                "secret_lambda-key-9876",
+                "worker-tok-5555",
+                "hf_gatedtoken4242",
+                "OPENSSH PRIVATE KEY",
+            ] {
+                assert!(!text.contains(secret), "{secret} in clear text");
+            }
+            assert!(text.contains(&secrets.host_key.public));
+        }
+    }
+
+    #[test]
+    fn every_variable_is_supplied_and_matches_its_pattern() {
+        let config = config(true);
+        let secrets = secrets(true, true);
+        let model = model();
+        let binary = binary();
+        let values = variables(&inputs(&config, &secrets, &model, Some(&binary))).unwrap();
+        let contract = contract().unwrap();
+        let supplied: Vec<&str> = values.keys().copied().collect();
+        let mut expected: Vec<&str> = contract.iter().map(|v| v.name.as_str()).collect();
+        expected.sort_unstable();
+        assert_eq!(supplied, expected);
+        for variable in &contract {
+            let value = values[variable.name.as_str()].as_ref().unwrap();
+            check_variable(variable, value).unwrap();
+            assert!(TEMPLATE.contains(&format!("{{{{{}}}}}", variable.name)));
+        }
+    }
+
+    #[test]
+    fn a_value_breaking_its_pattern_is_refused_without_showing_secrets() {
+        let config = config(false);
+        let secrets = secrets(false, false);
+        let mut model = model();
+        model.hf_path = "not a path; rm -rf /".into();
+        let binary = binary();
+        let error = render(&inputs(&config, &secrets, &model, Some(&binary))).unwrap_err();
+        assert!(error.to_string().contains("`model_hf_path`"), "{error}");
+        let model = self::model();
+        let bad = DaemonBinary {
+            url: "ftp://x".into(),
+            sha256: "ab".repeat(32),
         };
-        let text = render(&config(), &secrets).unwrap();
-        assert!(text.starts_with("#cloud-config\n"));
-        let back = extract(&text).unwrap();
-        assert_eq!(
-            back.host_key.unwrap().expose(),
-            secrets.host_key.as_ref().unwrap().private_openssh.expose()
-        );
-        assert!(text.contains("ssh_deletekeys: true"), "{text}");
-        assert_eq!(back.token.expose(), "tok");
-        assert_eq!(back.api_key.expose(), "key");
-        let parsed =
-            DaemonConfig::load(std::path::Path::new(DAEMON_CONFIG_PATH), &back.config).unwrap();
-        assert_eq!(parsed, config());
+        let error = render(&inputs(&config, &secrets, &model, Some(&bad))).unwrap_err();
+        assert!(error.to_string().contains("`daemon_binary_url`"), "{error}");
+        let error = check("hf_token_b64", &Secret::new("not base64!")).unwrap_err();
+        assert!(error.to_string().contains("`hf_token_b64`"));
+        assert!(!error.to_string().contains("not base64!"), "{error}");
+        assert!(matches!(
+            render(&inputs(&config, &secrets, &model, None)),
+            Err(RenderError::NoDaemonBinary)
+        ));
+    }
+
+    #[test]
+    fn a_leftover_placeholder_is_refused() {
+        let values = BTreeMap::new();
+        assert!(matches!(
+            fill("#cloud-config\nx: {{nobody}}\n", &values, false),
+            Err(RenderError::Leftover(name)) if name == "nobody"
+        ));
     }
 
     #[test]
@@ -315,67 +642,51 @@ mod tests {
     }
 
     #[test]
-    fn host_key_variables_match_the_cloud_init_templates_patterns() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../cloud-init/variables.json"
-        ))
-        .unwrap();
-        let variables: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let pattern = |name: &str| {
-            variables["variables"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|v| v["name"] == name)
-                .and_then(|v| v["pattern"].as_str())
-                .unwrap_or_else(|| panic!("cloud-init/variables.json has no `{name}`"))
-                .to_owned()
-        };
-        // The checks below implement these patterns; a changed pattern
-        // needs a look at them.
-        assert_eq!(
-            pattern("ssh_host_ed25519_private_b64"),
-            "^[A-Za-z0-9+/]+={0,2}$"
-        );
-        assert_eq!(
-            pattern("ssh_host_ed25519_public"),
-            "^ssh-ed25519 [A-Za-z0-9+/]+={0,2}( [A-Za-z0-9@._-]+)?$"
-        );
-        let base64 = |text: &str| {
-            let body = text.trim_end_matches('=');
-            !body.is_empty()
-                && text.len() - body.len() <= 2
-                && body
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
-        };
-        let key = crate::ssh::generate_host_key("soong-llama-3.1-8b-1a2b3c").unwrap();
-        let [(private_name, private), (public_name, public)] = host_key_variables(&key);
-        assert_eq!(private_name, "ssh_host_ed25519_private_b64");
-        assert!(base64(private.expose()), "{}", private.expose());
-        assert_eq!(public_name, "ssh_host_ed25519_public");
-        let mut parts = public.expose().split(' ');
-        assert_eq!(parts.next(), Some("ssh-ed25519"));
-        assert!(base64(parts.next().unwrap()));
-        let comment = parts.next().unwrap();
-        assert!(
-            comment
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "@._-".contains(c)),
-            "{comment}"
-        );
-        assert_eq!(parts.next(), None);
+    fn masked_user_data_holds_no_secret_and_shows_an_unset_binary() {
+        let config = config(true);
+        let secrets = secrets(true, true);
+        let model = model();
+        let text = render_masked(&inputs(&config, &secrets, &model, None)).unwrap();
+        assert!(text.contains(MASK));
+        assert!(text.contains(&format!("url={UNSET}")), "{text}");
+        for secret in [
+            &secrets.token,
+            &secrets.api_key,
+            &secrets.hf_token.clone().unwrap(),
+        ] {
+            assert!(!text.contains(&b64(secret.expose().as_bytes())));
+            assert!(!text.contains(secret.expose()));
+        }
+        assert!(text.contains(&secrets.host_key.public), "{text}");
     }
 
     #[test]
-    fn masked_user_data_holds_no_secret() {
+    fn every_built_in_model_renders_under_a_megabyte() {
+        let config = config(true);
+        let secrets = secrets(true, true);
+        let binary = binary();
+        for m in crate::models::builtin_models() {
+            let model = ModelVariables {
+                id: m.id.clone(),
+                hf_path: m.hf_path.clone(),
+                quantization: m.quantization.sglang_flag().unwrap_or_default().to_owned(),
+                tensor_parallel_size: 8,
+                context_length: m.context_length,
+                served_name: m.id.clone(),
+            };
+            let text = render(&inputs(&config, &secrets, &model, Some(&binary))).unwrap();
+            assert!(text.len() < 1024 * 1024, "{}: {} bytes", m.id, text.len());
+        }
+    }
+
+    #[test]
+    fn the_host_key_only_user_data_pins_the_key() {
         let key = crate::ssh::generate_host_key("soong-test-abcdef").unwrap();
-        let text = render(&config(), &Secrets::masked(true, Some(&key))).unwrap();
-        assert!(text.contains(WORKER_TOKEN_PATH));
-        assert!(text.contains(MASK));
-        assert!(!text.contains("tok\n"));
-        assert!(!text.contains("OPENSSH PRIVATE KEY"), "{text}");
-        assert!(text.contains(&key.public), "{text}");
+        let text = render_host_key_only(&key, false).unwrap();
+        let _: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert!(text.contains(&key.public));
+        assert!(!text.contains("soong-daemon.service"));
+        let masked = render_host_key_only(&key, true).unwrap();
+        assert!(masked.contains(MASK) && !masked.contains("OPENSSH"));
     }
 }

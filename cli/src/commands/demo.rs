@@ -201,6 +201,7 @@ pub async fn run(printer: &Printer, args: &DemoArgs) -> anyhow::Result<ExitStatu
         no_wait: false,
         wait_for_capacity: None,
         dry_run: false,
+        provision: crate::args::Provision::CloudInit,
     };
     let launched = crate::commands::start::start(printer, &settings, &start_args, Some(policy))
         .await?
@@ -361,6 +362,10 @@ fn demo_settings(sim: &Sim, home: &Path) -> anyhow::Result<Settings> {
     // directly, as `status_daemon.access: direct` does.
     config.status_daemon.access = Access::Direct;
     config.defaults.model = Some(MODEL.to_owned());
+    // The demo's "instances" run the daemon in this process; the user-data
+    // still names a binary, as a real launch's must.
+    config.provision.daemon_binary_url = Some("https://soong.invalid/demo/soong-daemon".to_owned());
+    config.provision.daemon_binary_sha256 = Some("0".repeat(64));
     config.save(&config_path)?;
     Ok(Settings {
         config_path,

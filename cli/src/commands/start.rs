@@ -18,7 +18,7 @@ use soong_protocol::lease::{self, Policy};
 use soong_protocol::tags::LaunchTags;
 use time::OffsetDateTime;
 
-use crate::args::StartArgs;
+use crate::args::{Provision, StartArgs};
 use crate::daemon_client::DaemonClient;
 use crate::exit::{ExitStatus, UserError};
 use crate::instances;
@@ -97,6 +97,12 @@ pub async fn start(
                 .status(ExitStatus::Usage)
         })?;
     let model = crate::commands::models::lookup(settings, &model_id)?;
+    // What the instance installs must be known before anything is spent.
+    let daemon_binary = daemon_binary(settings, args.dry_run)?;
+    let ansible = match args.provision {
+        Provision::Ansible if !args.dry_run => Some(crate::ansible::Playbook::find()?),
+        _ => None,
+    };
     let client = settings.client()?;
 
     printer.verbose("Checking the account: instance types, SSH keys, filesystems, instances");
@@ -216,8 +222,21 @@ pub async fn start(
     // moment just before it is the conservative choice (deadlines can only
     // come earlier than the truth, never later).
     let launched_at = OffsetDateTime::now_utc();
-    let (request, masked, host_key) =
-        build_request(settings, &plan, launched_at, &token, &api_key)?;
+    let Built {
+        request,
+        masked,
+        host_key,
+        ansible_vars,
+        daemon_config,
+    } = build_request(
+        settings,
+        &plan,
+        launched_at,
+        &token,
+        &api_key,
+        daemon_binary.as_ref(),
+        args.provision,
+    )?;
     print_plan(printer, &plan, launched_at);
     // A second instance is sometimes meant, often forgotten: say so before
     // the question (or the `-y`) that starts billing another one.
@@ -248,6 +267,11 @@ pub async fn start(
             printer.data(serde_json::to_string_pretty(&shown)?);
             printer.data("--- user-data (secrets masked) ---");
             printer.data(masked.trim_end());
+            printer.data(format!(
+                "--- {} (daemon_config_b64, decoded) ---",
+                user_data::DAEMON_CONFIG_PATH
+            ));
+            printer.data(daemon_config.trim_end());
         }
         printer.info("Dry run: nothing was launched.");
         return Ok(None);
@@ -324,6 +348,11 @@ pub async fn start(
         waited = async {
             match wait_active(printer, settings, &client, &id).await? {
                 Boot::Active(instance) => {
+                    if let (Some(playbook), Some(vars)) = (&ansible, &ansible_vars)
+                        && let Err(error) = playbook.run(printer, settings, &instance, vars).await
+                    {
+                        return anyhow::Ok((Some(*instance), false, Some(format!("{error:#}"))));
+                    }
                     let healthy = wait_healthy(printer, settings, &token, &instance).await;
                     anyhow::Ok((Some(*instance), healthy, None))
                 }
@@ -600,6 +629,84 @@ async fn wait_for_capacity(
     Ok(fit)
 }
 
+/// The daemon binary instances install: `provision.daemon_binary_url` and
+/// `provision.daemon_binary_sha256`, else this build's. Missing is an error,
+/// except for `--dry-run` (which shows a placeholder).
+fn daemon_binary(
+    settings: &Settings,
+    dry_run: bool,
+) -> anyhow::Result<Option<user_data::DaemonBinary>> {
+    match settings.config.provision.daemon_binary() {
+        (Some(url), Some(sha256)) => Ok(Some(user_data::DaemonBinary {
+            url: url.to_owned(),
+            sha256: sha256.to_owned(),
+        })),
+        _ if dry_run => Ok(None),
+        (url, sha256) => {
+            let missing: Vec<&str> = [
+                url.is_none().then_some("`provision.daemon_binary_url`"),
+                sha256
+                    .is_none()
+                    .then_some("`provision.daemon_binary_sha256`"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            Err(UserError::new(format!(
+                "no soong-daemon binary to install: {} not set, and this build of soong has no release default",
+                missing.join(" and ")
+            ))
+            .hint(format!(
+                "set {} in `{}` (the URL of a soong-daemon x86_64 Linux binary and its sha256, 64 lowercase hex digits: `sha256sum soong-daemon`); nothing was launched",
+                missing.join(" and "),
+                settings.config_path.display()
+            ))
+            .into())
+        }
+    }
+}
+
+/// The config key (or flag) behind a user-data variable, for errors.
+fn source_of(variable: &str) -> &'static str {
+    match variable {
+        "daemon_binary_url" => "`provision.daemon_binary_url`",
+        "daemon_binary_sha256" => "`provision.daemon_binary_sha256`",
+        "sglang_version" => "`provision.sglang_version`",
+        "n8n_version" => "`provision.n8n_version`",
+        "hf_token_b64" => "`provision.hf_token`",
+        "service_user" => "`ssh.user`",
+        "filesystem_mount_path" => "`lambda.filesystem_name`",
+        "worker_token_b64" => "`worker.secret`",
+        name if name.starts_with("model_") => "`--model` (or its `custom_models` entry)",
+        name if name.starts_with("ssh_host") => "the generated host key",
+        _ => "the config",
+    }
+}
+
+fn render_error(error: user_data::RenderError) -> anyhow::Error {
+    match &error {
+        user_data::RenderError::Invalid { name, .. } => UserError::new(error.to_string())
+            .hint(format!(
+                "the value comes from {}; fix it and try again (nothing was launched)",
+                source_of(name)
+            ))
+            .into(),
+        _ => anyhow::Error::new(error).context("cannot render the user-data"),
+    }
+}
+
+/// What `build_request` decided.
+struct Built {
+    request: LaunchRequest,
+    /// The user-data with its secrets masked, for `--dry-run`.
+    masked: String,
+    host_key: ssh::HostKey,
+    /// The playbook's variables, secrets included (`--provision ansible`).
+    ansible_vars: Option<crate::ansible::Vars>,
+    /// The daemon config YAML (no secrets: it names their files).
+    daemon_config: String,
+}
+
 /// The launch request, and the user-data with its secrets masked.
 fn build_request(
     settings: &Settings,
@@ -607,7 +714,9 @@ fn build_request(
     launched_at: OffsetDateTime,
     token: &Secret,
     api_key: &lambda_cloud::ApiKey,
-) -> anyhow::Result<(LaunchRequest, String, ssh::HostKey)> {
+    daemon_binary: Option<&user_data::DaemonBinary>,
+    provision: Provision,
+) -> anyhow::Result<Built> {
     let tags = LaunchTags {
         launched_at,
         hard_deadline: lease::hard_deadline(launched_at, &plan.policy),
@@ -661,16 +770,72 @@ fn build_request(
         );
     }
     let host_key = ssh::generate_host_key(&plan.name)?;
-    let real = user_data::render(
-        &config,
-        &Secrets {
-            token: token.clone(),
-            api_key: Secret::new(api_key.expose()),
-            worker_token: worker.map(|(_, secret)| user_data::worker_token(secret, &plan.name)),
-            host_key: Some(host_key.clone()),
-        },
-    )?;
-    let masked = user_data::render(&config, &Secrets::masked(worker.is_some(), Some(&host_key)))?;
+    let secrets = Secrets {
+        token: token.clone(),
+        api_key: Secret::new(api_key.expose()),
+        worker_token: worker.map(|(_, secret)| user_data::worker_token(secret, &plan.name)),
+        host_key: host_key.clone(),
+        hf_token: settings
+            .config
+            .provision
+            .hf_token
+            .clone()
+            .filter(|t| !t.expose().is_empty()),
+    };
+    let model = user_data::ModelVariables {
+        id: plan.model.id.clone(),
+        hf_path: plan.model.hf_path.clone(),
+        quantization: plan
+            .model
+            .quantization
+            .sglang_flag()
+            .unwrap_or_default()
+            .to_owned(),
+        tensor_parallel_size: plan.fit.tensor_parallel.max(1),
+        context_length: plan.model.context_length,
+        served_name: plan.model.id.clone(),
+    };
+    let filesystem_mount_path = match &plan.filesystem {
+        Some(name) => format!("/lambda/nfs/{name}"),
+        None => format!("/home/{}", settings.config.ssh.user),
+    };
+    let provision_section = &settings.config.provision;
+    let inputs = user_data::Inputs {
+        config: &config,
+        secrets: &secrets,
+        daemon_binary,
+        service_user: &settings.config.ssh.user,
+        model: &model,
+        sglang_version: provision_section
+            .sglang_version
+            .as_deref()
+            .unwrap_or(user_data::DEFAULT_SGLANG_VERSION),
+        n8n_version: provision_section
+            .n8n_version
+            .as_deref()
+            .unwrap_or(user_data::DEFAULT_N8N_VERSION),
+        filesystem_mount_path: &filesystem_mount_path,
+    };
+    // Every value is checked against the template's contract, whatever the
+    // provisioning, so a bad value fails here and not on the instance.
+    let masked_full = user_data::render_masked(&inputs).map_err(render_error)?;
+    let (real, masked, ansible_vars) = match provision {
+        Provision::CloudInit => (
+            daemon_binary
+                .map(|_| user_data::render(&inputs))
+                .transpose()
+                .map_err(render_error)?,
+            masked_full,
+            None,
+        ),
+        Provision::Ansible => (
+            Some(user_data::render_host_key_only(&host_key, false).map_err(render_error)?),
+            user_data::render_host_key_only(&host_key, true).map_err(render_error)?,
+            daemon_binary
+                .map(|binary| crate::ansible::Vars::new(settings, &inputs, binary))
+                .transpose()?,
+        ),
+    };
     let request = LaunchRequest {
         region_name: plan.region.clone(),
         instance_type_name: plan.fit.instance_type.clone(),
@@ -678,11 +843,17 @@ fn build_request(
         ssh_key_names: vec![plan.ssh_key.clone()],
         file_system_names: plan.filesystem.iter().cloned().collect(),
         name: Some(plan.name.clone()),
-        user_data: Some(UserData(real)),
+        user_data: real.map(UserData),
         tags: tags.into_iter().map(|(k, v)| Tag::new(k, v)).collect(),
         ..LaunchRequest::default()
     };
-    Ok((request, masked, host_key))
+    Ok(Built {
+        request,
+        masked,
+        host_key,
+        ansible_vars,
+        daemon_config: serde_yaml::to_string(&config)?,
+    })
 }
 
 fn print_plan(printer: &Printer, plan: &Plan, launched_at: OffsetDateTime) {

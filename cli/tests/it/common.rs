@@ -129,6 +129,12 @@ impl TestContext {
                 "ssh-ed25519 [PUBLIC KEY]".to_owned(),
             ),
         ];
+        // The user-data's daemon config, base64 (its decoded text is
+        // printed, and filtered, below it).
+        filters.push((
+            r#"content: "[A-Za-z0-9+/]{40,}={0,2}""#.to_owned(),
+            r#"content: "[BASE64]""#.to_owned(),
+        ));
         filters.push((
             r"\d+(h \d\dm|m \d\ds|s)\b".to_owned(),
             "[DURATION]".to_owned(),

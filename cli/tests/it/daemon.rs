@@ -4,6 +4,7 @@
 
 use crate::common::{TestContext, render};
 use crate::soong_snapshot;
+use base64::Engine as _;
 
 fn start(context: &TestContext) {
     let output = context
@@ -144,13 +145,29 @@ fn with_a_worker_configured_the_daemon_gets_its_own_heartbeat_token() {
     assert!(output.status.success(), "{}", render(&output));
     let request: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let user_data = request["user_data"].as_str().unwrap();
+    let cloud: serde_yaml::Value = serde_yaml::from_str(user_data).unwrap();
+    let file = |path: &str| {
+        cloud["write_files"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == path)
+            .unwrap_or_else(|| panic!("no {path} in {user_data}"))
+            .clone()
+    };
+    let config = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(file("/etc/soong/daemon.yaml")["content"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert!(
-        user_data.contains("token_file: /etc/soong/worker-token"),
-        "{user_data}"
+        config.contains("token_file: /run/credentials/soong-daemon.service/worker-token"),
+        "{config}"
     );
-    assert!(
-        user_data.contains("path: /etc/soong/worker-token"),
-        "{user_data}"
+    assert_eq!(
+        file("/etc/soong/credentials/worker-token")["content"],
+        "********"
     );
     assert!(
         !user_data.contains("worker-secret-for-tests"),

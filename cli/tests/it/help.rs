@@ -89,6 +89,7 @@ fn start_help_documents_every_flag() {
               --no-wait                         Return once the launch is accepted, without waiting for the daemon
               --wait-for-capacity [<DURATION>]  When there is no capacity, poll until there is, for up to DURATION (e.g. `45m`) [default when given without a value: 30m]
               --dry-run                         Print the launch request and user-data (secrets masked) and launch nothing
+              --provision <HOW>                 How the instance is set up: by its user-data at first boot, or by `ansible-playbook` over SSH once it is up [default: cloud-init] [possible values: cloud-init, ansible]
               --json                            Print machine-readable JSON on stdout
           -y, --yes                             Answer yes to every question; needed when stdin is not a terminal
               --instance <ID|NAME>              The instance to act on, by id or name

@@ -12,6 +12,7 @@ mod history;
 mod man;
 mod manage;
 mod models;
+mod provision;
 mod ssh;
 mod start;
 mod tunnel;
