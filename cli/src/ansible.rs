@@ -247,3 +247,152 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
             .find(|path| path.is_file())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::user_data::{DEFAULT_N8N_VERSION, DEFAULT_SGLANG_VERSION, ModelVariables, Secrets};
+    use soong_protocol::config::{DaemonConfig, Secret};
+
+    fn settings() -> Settings {
+        Settings {
+            config_path: PathBuf::from("/nonexistent/config.yaml"),
+            config_exists: false,
+            config: crate::settings::ConfigFile::default(),
+            api_key: None,
+            api_url: "https://cloud.lambda.ai/api/v1".to_owned(),
+            yes: true,
+            instance: None,
+            interactive: false,
+            no_pacing: true,
+            wait_scale: 1.0,
+            state_dir: PathBuf::from("/nonexistent/state"),
+        }
+    }
+
+    fn vars(worker: bool) -> Vars {
+        let mut text = String::from(
+            "lambda:\n  api_key_file: /run/credentials/soong-daemon.service/lambda-api-key\ntoken_file: /run/credentials/soong-daemon.service/token\ninstance:\n  name: soong-test-abcdef\n  launched_at: 2026-12-01T11:27:06.199068268Z\n",
+        );
+        if worker {
+            text.push_str("worker:\n  url: https://w.example.workers.dev\n  token_file: /run/credentials/soong-daemon.service/worker-token\n");
+        }
+        let config = DaemonConfig::parse(Path::new("t.yaml"), &text).unwrap();
+        let secrets = Secrets {
+            token: Secret::new("tok"),
+            api_key: Secret::new("key"),
+            worker_token: worker.then(|| Secret::new("wtok")),
+            host_key: crate::ssh::generate_host_key("soong-test-abcdef").unwrap(),
+            hf_token: None,
+        };
+        let model = ModelVariables {
+            id: "llama-3.1-8b".into(),
+            hf_path: "meta-llama/Llama-3.1-8B-Instruct".into(),
+            quantization: String::new(),
+            tensor_parallel_size: 2,
+            context_length: 32768,
+            served_name: "llama-3.1-8b".into(),
+        };
+        let binary = DaemonBinary {
+            url: "https://example.com/soong-daemon".into(),
+            sha256: "ab".repeat(32),
+        };
+        let inputs = Inputs {
+            config: &config,
+            secrets: &secrets,
+            daemon_binary: Some(&binary),
+            service_user: "ubuntu",
+            model: &model,
+            sglang_version: DEFAULT_SGLANG_VERSION,
+            n8n_version: DEFAULT_N8N_VERSION,
+            filesystem_mount_path: "/lambda/nfs/coding-stack",
+        };
+        Vars::new(&settings(), &inputs, &binary).unwrap()
+    }
+
+    /// Every variable soong passes is declared by a role's
+    /// `meta/argument_specs.yml` with a matching type (or, for the shared
+    /// mount path, read by the roles' defaults), and the durations match
+    /// the role's duration pattern.
+    #[test]
+    fn the_variables_match_the_roles_argument_specs() {
+        let roles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ansible/roles");
+        let mut specs = std::collections::BTreeMap::<String, String>::new();
+        let mut defaults = String::new();
+        for role in ["common", "firewall", "soong_daemon", "sglang", "n8n"] {
+            let text =
+                std::fs::read_to_string(roles.join(role).join("meta/argument_specs.yml")).unwrap();
+            let spec: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+            for (name, option) in spec["argument_specs"]["main"]["options"]
+                .as_mapping()
+                .unwrap()
+            {
+                specs.insert(
+                    name.as_str().unwrap().to_owned(),
+                    option["type"].as_str().unwrap_or("str").to_owned(),
+                );
+            }
+            defaults.push_str(
+                &std::fs::read_to_string(roles.join(role).join("defaults/main.yml")).unwrap(),
+            );
+        }
+        let duration = regex::Regex::new(r"^([1-9][0-9]* ?(ms|s|m|h|d) ?)+$").unwrap();
+        for worker in [false, true] {
+            let Vars(vars) = vars(worker);
+            for (name, value) in vars.as_object().unwrap() {
+                let Some(kind) = specs.get(name) else {
+                    assert!(
+                        defaults.contains(name.as_str()),
+                        "`{name}` is neither in a role's argument spec nor read by its defaults"
+                    );
+                    continue;
+                };
+                let ok = match kind.as_str() {
+                    "str" | "path" => value.is_string(),
+                    "int" => value.is_u64(),
+                    "bool" => value.is_boolean(),
+                    "list" => value.is_array(),
+                    other => panic!("unexpected spec type {other}"),
+                };
+                assert!(ok, "`{name}` is {value}, the spec says {kind}");
+            }
+            for name in [
+                "soong_daemon_idle_timeout",
+                "soong_daemon_lease",
+                "soong_daemon_max_lease",
+                "soong_daemon_hard_timeout",
+                "soong_daemon_sample_interval",
+                "soong_daemon_heartbeat_interval",
+            ] {
+                let value = vars[name].as_str().unwrap();
+                assert!(duration.is_match(value), "{name}: {value}");
+            }
+            assert_eq!(vars["soong_daemon_instance_name"], "soong-test-abcdef");
+            assert_eq!(vars["sglang_model_tensor_parallel_size"], 2);
+            assert_eq!(
+                vars["soong_daemon_worker_url"].as_str().unwrap().is_empty(),
+                !worker
+            );
+        }
+    }
+
+    #[test]
+    fn ansibles_ssh_arguments_trust_only_the_pinned_key() {
+        let target = ssh::Target {
+            name: "soong-x".into(),
+            user: "ubuntu".into(),
+            ip: "203.0.113.9".into(),
+            port: 2222,
+            key_path: PathBuf::from("/home/me/.ssh/id_ed25519"),
+            known_hosts: PathBuf::from("/home/me/.local/state/soong/known_hosts"),
+        };
+        let args = ssh_args(&target);
+        assert!(args.contains("-o StrictHostKeyChecking=yes"), "{args}");
+        assert!(
+            args.contains("-o UserKnownHostsFile=/home/me/.local/state/soong/known_hosts"),
+            "{args}"
+        );
+        assert!(args.contains("GlobalKnownHostsFile=/dev/null"), "{args}");
+        assert!(!args.contains("Port=") && !args.contains("User="), "{args}");
+    }
+}

@@ -300,3 +300,22 @@ fn ansible_dry_run_shows_the_host_key_only_user_data() {
     assert!(!text.contains("install-daemon"), "{text}");
     assert!(!text.contains("OPENSSH PRIVATE KEY"), "{text}");
 }
+
+#[test]
+fn ansible_without_ansible_playbook_on_path_is_refused_before_launch() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    let (_, _, ansible) = fake_ansible(&context, 0);
+    let empty = context.dir.path().join("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let output = context
+        .command(&["start", "-y", "--provision", "ansible"])
+        .env("PATH", &empty)
+        .env("SOONG_ANSIBLE_DIR", &ansible)
+        .output()
+        .unwrap();
+    let text = render(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("`ansible-playbook` is not on PATH"), "{text}");
+    assert!(text.contains("nothing was launched"), "{text}");
+    assert_eq!(launches(&context), 0);
+}
