@@ -754,6 +754,29 @@ mod tests {
     }
 
     #[test]
+    fn the_provision_section_parses_round_trips_and_names_unknown_keys() {
+        let config = parse(
+            "provision:\n  daemon_binary_url: https://example.com/d\n  daemon_binary_sha256: abc\n  hf_token: hf_x\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.provision.daemon_binary(),
+            (Some("https://example.com/d"), Some("abc"))
+        );
+        assert_eq!(config.provision.hf_token.as_ref().unwrap().expose(), "hf_x");
+        let text = serde_yaml::to_string(&config).unwrap();
+        assert_eq!(parse(&text).unwrap(), config);
+        // An empty section is not written back.
+        let text = serde_yaml::to_string(&parse("lambda:\n  api_key: k\n").unwrap()).unwrap();
+        assert!(!text.contains("provision"), "{text}");
+        let error = parse("provision:\n  daemon_url: x\n").unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::UnknownKey { key, .. } if key == "provision.daemon_url"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
     fn an_empty_file_is_reported_as_empty() {
         assert!(matches!(
             parse("# nothing\n"),
