@@ -97,6 +97,14 @@ pub async fn start(
                 .status(ExitStatus::Usage)
         })?;
     let model = crate::commands::models::lookup(settings, &model_id)?;
+    if args.no_wait && args.provision == Provision::Ansible && !args.dry_run {
+        return Err(UserError::new(
+            "`--no-wait` cannot be used with `--provision ansible`: the playbook installs the daemon after boot, so the instance would have no cost guard",
+        )
+        .hint("leave out `--no-wait`, or use `--provision cloud-init`")
+        .status(ExitStatus::Usage)
+        .into());
+    }
     // What the instance installs must be known before anything is spent.
     let daemon_binary = daemon_binary(settings, args.dry_run)?;
     let ansible = match args.provision {

@@ -319,3 +319,13 @@ fn ansible_without_ansible_playbook_on_path_is_refused_before_launch() {
     assert!(text.contains("nothing was launched"), "{text}");
     assert_eq!(launches(&context), 0);
 }
+
+#[test]
+fn ansible_with_no_wait_is_a_usage_error() {
+    let context = TestContext::with_sim("valid.yaml", SimConfig::for_tests());
+    let output = context.run(&["start", "-y", "--no-wait", "--provision", "ansible"]);
+    let text = render(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("no cost guard"), "{text}");
+    assert_eq!(launches(&context), 0);
+}
