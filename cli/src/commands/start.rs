@@ -372,9 +372,15 @@ pub async fn start(
                 "interrupted; `{}` ({id}) is launched and may be billing",
                 plan.name
             ))
-            .hint(format!(
-                "`soong status` shows it; `soong stop --instance {id}` terminates it. Its daemon, once up, enforces the idle timeout and lease"
-            ))
+            .hint(if ansible.is_some() {
+                format!(
+                    "`soong status` shows it; `soong stop --instance {id}` terminates it. The playbook was stopped, so it may never get a daemon: nothing but the watchdog worker (if deployed) enforces its hard deadline"
+                )
+            } else {
+                format!(
+                    "`soong status` shows it; `soong stop --instance {id}` terminates it. Its daemon, once up, enforces the idle timeout and lease"
+                )
+            })
             .into());
         }
     };
