@@ -1007,7 +1007,16 @@ async fn wait_active(
                 printer.verbose(format!("not visible yet: {error}"));
             }
             Err(error) => {
-                break Err(anyhow::Error::new(error).context("cannot follow the instance's boot"));
+                // Launched, state unknown: the one thing to say is that
+                // it may be billing, and how to find and stop it.
+                break Err(anyhow::Error::new(error).context(
+                    UserError::new(format!(
+                        "cannot follow the boot of instance `{id}`, which may be billing"
+                    ))
+                    .hint(format!(
+                        "`soong status` shows it; `soong stop --instance {id}` terminates it"
+                    )),
+                ));
             }
         }
         if tokio::time::Instant::now() >= deadline {
