@@ -15,6 +15,7 @@ pub mod history;
 pub mod instances;
 pub mod models;
 pub mod output;
+pub mod private_file;
 pub mod prompt;
 pub mod settings;
 pub mod ssh;

@@ -10,8 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{IsTerminal, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -469,36 +468,7 @@ impl ConfigFile {
         };
         let text = serde_yaml::to_string(self)
             .map_err(|error| write_error(std::io::Error::other(error.to_string())))?;
-        let dir = match file.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !dir.exists() {
-            fs::create_dir_all(&dir).map_err(write_error)?;
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(write_error)?;
-        }
-        let name = file.file_name().map_or_else(
-            || "config.yaml".into(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let result = (|| {
-            let mut out = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temp)?;
-            out.write_all(text.as_bytes())?;
-            out.sync_all()?;
-            fs::rename(&temp, file)?;
-            // The rename is only durable once the directory is synced.
-            fs::File::open(&dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        result.map_err(write_error)
+        crate::private_file::write(file, text.as_bytes()).map_err(write_error)
     }
 }
 
@@ -734,6 +704,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     fn parse(text: &str) -> Result<ConfigFile, ConfigError> {
         ConfigFile::parse(Path::new("c.yaml"), text)

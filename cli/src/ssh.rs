@@ -17,9 +17,7 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -106,37 +104,9 @@ impl KnownHosts {
 
     /// Writes atomically, 0600 in a 0700 directory.
     fn save(&self, path: &Path) -> std::io::Result<()> {
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !dir.exists() {
-            fs::create_dir_all(&dir)?;
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
-        }
-        // Unique per writer: `status` binds addresses from parallel tasks.
-        let temp = dir.join(format!(
-            ".known_hosts.tmp-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
         let mut text = self.lines.join("\n");
         text.push('\n');
-        let result = (|| {
-            let mut out = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temp)?;
-            out.write_all(text.as_bytes())?;
-            out.sync_all()?;
-            fs::rename(&temp, path)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        result
+        crate::private_file::write(path, text.as_bytes())
     }
 }
 
@@ -502,6 +472,7 @@ fn last_lines(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn a_generated_host_key_is_an_openssh_pair() {

@@ -11,7 +11,7 @@
 //! removed, and never blocks a new tunnel.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -125,24 +125,8 @@ pub fn load_all(settings: &Settings) -> Vec<(PathBuf, Option<Record>)> {
 
 /// Writes the record (0600 in a 0700 directory).
 pub fn save(settings: &Settings, record: &Record) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let path = record_path(settings, &record.instance_id);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    let temp = dir.join(format!(".tunnel.tmp-{}", std::process::id()));
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)?;
-    out.write_all(serde_json::to_string_pretty(record)?.as_bytes())?;
-    out.sync_all()?;
-    std::fs::rename(&temp, &path)
+    crate::private_file::write(&path, serde_json::to_string_pretty(record)?.as_bytes())
 }
 
 /// Removes the record of `instance_id`.
