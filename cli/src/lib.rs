@@ -10,6 +10,7 @@ pub mod ansible;
 pub mod args;
 pub mod commands;
 pub mod daemon_client;
+pub mod env_vars;
 pub mod exit;
 pub mod history;
 pub mod instances;
